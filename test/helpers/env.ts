@@ -1,0 +1,25 @@
+/**
+ * Where the real services started by scripts/services.sh live. scripts/test.sh
+ * exports these; the defaults match what services.sh starts, so a single test
+ * file can also be run by hand with `npx tap test/...` after `npm run services up`.
+ */
+export interface TestEnvironment {
+  kafkaBrokers: string[];
+  couchdbUrl: string;
+  actionImageNodejs: string;
+  dockerNetwork: string;
+}
+
+export function testEnvironment(): TestEnvironment {
+  return {
+    kafkaBrokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',').map((b) => b.trim()),
+    couchdbUrl: process.env.COUCHDB_URL ?? 'http://127.0.0.1:5984',
+    actionImageNodejs: process.env.ACTION_IMAGE_NODEJS ?? 'whisk/action-nodejs:local',
+    dockerNetwork: process.env.TEST_DOCKER_NETWORK ?? 'whisk-test',
+  };
+}
+
+/** A name unique to this test process, for databases, topics, labels. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
