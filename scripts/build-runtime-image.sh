@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Builds the Node.js action runtime image without any registry:
+#   1. a base root filesystem from this host: its node binary, exactly the
+#      shared libraries `ldd` lists for it, a minimal /etc/passwd and /etc/group
+#      with an unprivileged user (1000), and /tmp (1777), `docker import`ed;
+#   2. runtimes/nodejs/Dockerfile on top of it (the action proxy).
+# Both images carry a label with a hash of their inputs; when the existing
+# image has the same hash, nothing is done ("up to date").
+#
+# Settings (environment, defaults in brackets):
+#   ACTION_IMAGE_NODEJS   runtime image tag [whisk/action-nodejs:local]
+#   ACTION_BASE_IMAGE     base image tag [whisk/base-node:local]
+#   NODE_BINARY           node binary to package [the `node` on PATH]
+#   DOCKER_HOST           engine to use [local socket] (read by the docker CLI)
+#   FORCE=1               rebuild even when up to date
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUNTIME_DIR=$ROOT/runtimes/nodejs
+IMAGE=${ACTION_IMAGE_NODEJS:-whisk/action-nodejs:local}
+BASE_IMAGE=${ACTION_BASE_IMAGE:-whisk/base-node:local}
+HASH_LABEL=whisk.build.inputs-sha256
+ACTION_UID=1000
+ACTION_GID=1000
+
+say() { printf '[runtime-image] %s\n' "$*"; }
+fail() { printf '[runtime-image] error: %s\n' "$*" >&2; exit 1; }
+
+command -v docker >/dev/null 2>&1 || fail "the docker CLI is not installed"
+
+# ------------------------------------------------------------ Docker answers?
+if ! server_version=$(timeout 30 docker version --format '{{.Server.Version}}' 2>&1); then
+  fail "Docker does not answer at ${DOCKER_HOST:-the default socket (unix:///var/run/docker.sock)}: $(tail -n 1 <<<"$server_version")"
+fi
+
+# One build at a time on this machine (scripts/test.sh and a test file may both build).
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"${TMPDIR:-/tmp}/whisk-build-runtime-image.lock"
+  flock 9
+fi
+
+# ------------------------------------------------------------ inputs
+NODE_BINARY=${NODE_BINARY:-$(command -v node || true)}
+[ -n "$NODE_BINARY" ] || fail "no node binary on PATH (set NODE_BINARY)"
+NODE_BINARY=$(readlink -f "$NODE_BINARY")
+[ -x "$NODE_BINARY" ] || fail "$NODE_BINARY is not executable"
+NODE_VERSION=$("$NODE_BINARY" --version) || fail "$NODE_BINARY --version failed"
+
+# Shared libraries as ldd prints them: "name => /path (addr)" or "/path (addr)".
+ldd_output=$(ldd "$NODE_BINARY" 2>&1) || fail "ldd $NODE_BINARY failed: $ldd_output"
+if grep -q 'not found' <<<"$ldd_output"; then
+  fail "ldd cannot resolve every library of $NODE_BINARY: $(grep 'not found' <<<"$ldd_output" | tr -s ' \t' ' ')"
+fi
+LIBS=()
+while read -r lib; do
+  [ -n "$lib" ] && LIBS+=("$lib")
+done < <(awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { print $1 }' <<<"$ldd_output" | sort -u)
+[ ${#LIBS[@]} -gt 0 ] || fail "ldd listed no libraries for $NODE_BINARY (a static binary needs no base libraries, but this script expects a dynamic one)"
+
+# The base depends on the binary, its libraries (their resolved files name the
+# exact versions) and this script; the runtime on the base and its sources.
+base_hash=$(
+  {
+    echo "node $NODE_BINARY $NODE_VERSION"
+    for lib in "${LIBS[@]}"; do echo "lib $lib $(readlink -f "$lib")"; done
+    sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1
+  } | sha256sum | cut -d' ' -f1
+)
+runtime_hash=$(
+  {
+    echo "base $BASE_IMAGE $base_hash"
+    cd "$RUNTIME_DIR"
+    sha256sum Dockerfile .dockerignore
+    find proxy -type f -name '*.cjs' | LC_ALL=C sort | xargs sha256sum
+  } | sha256sum | cut -d' ' -f1
+)
+
+label_of() { docker image inspect --format "{{ index .Config.Labels \"$HASH_LABEL\" }}" "$1" 2>/dev/null || true; }
+image_id() { docker image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+
+if [ "${FORCE:-}" != 1 ] && [ "$(label_of "$IMAGE")" = "$runtime_hash" ]; then
+  say "$IMAGE is up to date (node $NODE_VERSION, inputs ${runtime_hash:0:12})"
+  exit 0
+fi
+
+started=$SECONDS
+say "docker engine $server_version at ${DOCKER_HOST:-the default socket}"
+
+# Replaced images are removed at the end (children first), unless in use.
+old_base=$(image_id "$BASE_IMAGE")
+old_image=$(image_id "$IMAGE")
+
+# ------------------------------------------------------------ base image
+if [ "${FORCE:-}" != 1 ] && [ "$(label_of "$BASE_IMAGE")" = "$base_hash" ]; then
+  say "base $BASE_IMAGE is up to date"
+else
+  stage=$(mktemp -d "${TMPDIR:-/tmp}/whisk-base-rootfs.XXXXXX")
+  trap 'rm -rf "$stage"' EXIT
+  say "assembling the base root filesystem from the host: $NODE_BINARY ($NODE_VERSION) and ${#LIBS[@]} libraries"
+  install -D -m 0755 "$NODE_BINARY" "$stage/usr/bin/node"
+  for lib in "${LIBS[@]}"; do
+    say "  $lib"
+    # At the path ldd printed (the interpreter path is fixed in the ELF
+    # header), the file itself rather than a symlink.
+    install -D -m 0755 "$(readlink -f "$lib")" "$stage$lib"
+  done
+  mkdir -p "$stage/etc" "$stage/tmp" "$stage/nodejsAction"
+  chmod 1777 "$stage/tmp"
+  cat >"$stage/etc/passwd" <<EOF
+root:x:0:0:root:/root:/sbin/nologin
+whisk:x:$ACTION_UID:$ACTION_GID:action user:/tmp:/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin
+EOF
+  cat >"$stage/etc/group" <<EOF
+root:x:0:
+whisk:x:$ACTION_GID:
+nogroup:x:65534:
+EOF
+  printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$stage/etc/nsswitch.conf"
+  chmod 0644 "$stage/etc/passwd" "$stage/etc/group" "$stage/etc/nsswitch.conf"
+
+  say "importing $BASE_IMAGE ($(du -sh "$stage" | cut -f1))"
+  tar --numeric-owner --owner=0 --group=0 -C "$stage" -cf - . |
+    docker import \
+      --change "LABEL $HASH_LABEL=$base_hash" \
+      --change "LABEL whisk.node.version=$NODE_VERSION" \
+      --change "ENV PATH=/usr/local/bin:/usr/bin:/bin" \
+      --message "node $NODE_VERSION from $(hostname)" \
+      - "$BASE_IMAGE" >/dev/null || fail "docker import of $BASE_IMAGE failed"
+  rm -rf "$stage"
+  trap - EXIT
+fi
+
+# ------------------------------------------------------------ runtime image
+# Without buildx the v23+ CLI refuses BuildKit builds; the classic builder
+# needs nothing else and builds this Dockerfile the same way.
+if ! docker buildx version >/dev/null 2>&1; then
+  export DOCKER_BUILDKIT=0
+  builder="classic builder"
+else
+  builder="BuildKit"
+fi
+say "building $IMAGE from runtimes/nodejs/Dockerfile ($builder)"
+build_log=$(mktemp "${TMPDIR:-/tmp}/whisk-runtime-build.XXXXXX")
+if ! docker build \
+  --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+  --label "$HASH_LABEL=$runtime_hash" \
+  --label "whisk.node.version=$NODE_VERSION" \
+  --tag "$IMAGE" \
+  "$RUNTIME_DIR" >"$build_log" 2>&1; then
+  cat "$build_log" >&2
+  rm -f "$build_log"
+  fail "docker build of $IMAGE failed"
+fi
+rm -f "$build_log"
+remove_replaced() { # old-id tag
+  if [ -n "$1" ] && [ "$1" != "$(image_id "$2")" ] && docker image rm "$1" >/dev/null 2>&1; then
+    say "removed the image $2 had before ($(cut -c8-19 <<<"$1"))"
+  fi
+  return 0
+}
+remove_replaced "$old_image" "$IMAGE"
+remove_replaced "$old_base" "$BASE_IMAGE"
+
+# The binary must start with only what the image holds.
+if ! check=$(docker run --rm --pull never --network none --entrypoint /usr/bin/node "$IMAGE" -e 'process.stdout.write(process.version)' 2>&1); then
+  fail "node does not start in $IMAGE: $check"
+fi
+[ "$check" = "$NODE_VERSION" ] || fail "node in $IMAGE reports '$check', expected $NODE_VERSION"
+
+size=$(docker image inspect --format '{{.Size}}' "$IMAGE")
+say "built $IMAGE: node $check, $((size / 1000000)) MB, in $((SECONDS - started)) s"
