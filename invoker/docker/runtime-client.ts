@@ -1,0 +1,177 @@
+/**
+ * HTTP client for one action container's runtime (`POST /init`, `POST /run`
+ * on port 8080, wire spec section 7), over kept-alive undici connections.
+ *
+ * - `/init` is retried every 50 ms on connection failures that happen before
+ *   any response (the runtime may still be binding its port) until its
+ *   timeout; `/run` is never retried (it may have side effects).
+ * - Both are bounded by their timeout, which covers connecting, sending and
+ *   reading the whole response.
+ * - Response bodies are kept up to `maxResponseBytes` (default 1 MiB, the
+ *   upstream payload limit); the rest is read and counted, not kept, so the
+ *   core can report the true size.
+ * Classification into activation responses is the core's job; the result
+ * only says what happened on the wire.
+ */
+
+import { Client, Pool, type Dispatcher } from 'undici';
+
+/** Upstream's default payload limit (1 MB). */
+export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
+/** Pause between `/init` attempts that could not connect (wire spec section 7). */
+export const INIT_RETRY_INTERVAL_MS = 50;
+
+export type RuntimeResult =
+  /** The runtime answered. `bytes` is the full body length even when `truncated`. */
+  | { kind: 'response'; status: number; body: string; bytes: number; truncated: boolean }
+  /** No complete answer within the timeout. */
+  | { kind: 'timeout' }
+  /** The connection failed or dropped (the process died, was OOM-killed, or never listened). */
+  | { kind: 'connection-failed'; error: Error };
+
+export interface RuntimeClientOptions {
+  /** e.g. `http://172.17.0.5:8080` */
+  origin: string;
+  /** Runs the container accepts at once; >1 opens that many connections. Default 1. */
+  concurrency?: number;
+  /** Bytes of a response body kept (default 1 MiB). */
+  maxResponseBytes?: number;
+}
+
+const CONNECTION_ERROR_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** True for errors that mean "could not talk to the runtime" rather than a bug on our side. */
+export function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && CONNECTION_ERROR_CODES.has(code);
+}
+
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+export class RuntimeClient {
+  private readonly dispatcher: Client | Pool;
+  private readonly maxResponseBytes: number;
+  private closed = false;
+
+  constructor(options: RuntimeClientOptions) {
+    const concurrency = options.concurrency ?? 1;
+    this.maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    // Our own timer bounds each call; undici's per-phase timers would only add a second, looser clock.
+    const common = { headersTimeout: 0, bodyTimeout: 0, connectTimeout: 10_000 };
+    this.dispatcher =
+      concurrency > 1
+        ? new Pool(options.origin, { ...common, connections: concurrency })
+        : new Client(options.origin, common);
+  }
+
+  /** `POST /init`; retried on connection failures before a response, until `timeoutMs`. */
+  async init(body: string, timeoutMs: number): Promise<RuntimeResult> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const left = deadline - performance.now();
+      if (left <= 0) return { kind: 'timeout' };
+      const { result, retryable } = await this.post('/init', body, left);
+      if (!retryable || this.closed) return result;
+      const wait = Math.min(INIT_RETRY_INTERVAL_MS, deadline - performance.now());
+      if (wait <= 0) return { kind: 'timeout' };
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+
+  /** `POST /run`; one attempt, bounded by `timeoutMs`. */
+  async run(body: string, timeoutMs: number): Promise<RuntimeResult> {
+    return (await this.post('/run', body, timeoutMs)).result;
+  }
+
+  /** Drops every connection; pending calls end as connection failures. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.dispatcher.destroy().catch(() => undefined);
+  }
+
+  /** `retryable`: the call failed to connect or dropped before any response (safe to resend `/init`). */
+  private async post(
+    path: string,
+    body: string,
+    timeoutMs: number,
+  ): Promise<{ result: RuntimeResult; retryable: boolean }> {
+    if (this.closed) {
+      return { result: { kind: 'connection-failed', error: new Error(`POST ${path}: runtime client closed`) }, retryable: false };
+    }
+    const abort = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+    }, timeoutMs);
+    let responded = false;
+    try {
+      const res: Dispatcher.ResponseData = await this.dispatcher.request({
+        path,
+        method: 'POST',
+        headers: JSON_HEADERS,
+        body,
+        signal: abort.signal,
+      });
+      responded = true;
+      return { result: await this.readBody(res), retryable: false };
+    } catch (error) {
+      if (timedOut) return { result: { kind: 'timeout' }, retryable: false };
+      const err = error instanceof Error ? error : new Error(String(error));
+      // Once a response has started, a failure is not "could not connect": never retry it.
+      return { result: { kind: 'connection-failed', error: err }, retryable: !responded && isConnectionError(err) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private readBody(res: Dispatcher.ResponseData): Promise<RuntimeResult> {
+    const max = this.maxResponseBytes;
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      let total = 0;
+      res.body.on('data', (chunk: Buffer) => {
+        total += chunk.length;
+        if (kept < max) {
+          const take = Math.min(chunk.length, max - kept);
+          chunks.push(take === chunk.length ? chunk : chunk.subarray(0, take));
+          kept += take;
+        }
+      });
+      res.body.once('error', reject);
+      res.body.once('end', () => {
+        const buf = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, kept);
+        const truncated = total > kept;
+        // Do not end the kept prefix in the middle of a UTF-8 character.
+        const end = truncated ? utf8Boundary(buf) : buf.length;
+        resolve({ kind: 'response', status: res.statusCode, body: buf.toString('utf8', 0, end), bytes: total, truncated });
+      });
+    });
+  }
+}
+
+function utf8Boundary(buf: Buffer): number {
+  let end = buf.length;
+  let back = 0;
+  while (end > 0 && back < 3 && ((buf[end - 1] ?? 0) & 0xc0) === 0x80) {
+    end--;
+    back++;
+  }
+  // buf[end - 1] is now a lead byte or ASCII; drop a lead byte whose sequence is incomplete.
+  const lead = buf[end - 1];
+  if (lead !== undefined && lead >= 0xc0) {
+    const need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+    if (back + 1 < need) return end - 1;
+  }
+  return buf.length;
+}

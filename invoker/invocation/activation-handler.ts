@@ -1,0 +1,51 @@
+/**
+ * The seam between the transports (HTTP push, Kafka feed) and the invocation
+ * core. Both transports parse the same message bytes with protocol/ and hand
+ * the message here; the core answers with the completion bytes once the
+ * activation has ended and its record is durably queued for CouchDB.
+ */
+import type { ActivationMessage, ControllerInstanceId } from '../../protocol/index.js';
+import type { Transport } from '../telemetry/metrics.js';
+
+export interface ActivationRequest {
+  message: ActivationMessage;
+  transport: Transport;
+  /** Epoch ms at which the transport received the message. */
+  receivedAt: number;
+  /** W3C `traceparent` of the HTTP request, used when the message has no traceContext. */
+  traceparent?: string;
+  /** The controller's `Functions-*` headers, logged with the activation. */
+  requestTags?: Readonly<Record<string, string>>;
+}
+
+export interface ActivationOutcome {
+  activationId: string;
+  /** The controller that waits for the completion (`completed<C>`). */
+  controller: ControllerInstanceId;
+  /** 0 success, 1 application error, 2 developer error, 3 system error. */
+  statusCode: number;
+  /** Serialized CombinedCompletionAndResultMessage: full when blocking, shrunk otherwise. */
+  completion: string;
+  /** The same completion in shrunk form, for a transport that cannot carry the full one. */
+  shrunkCompletion: string;
+}
+
+export interface ActivationHandler {
+  /**
+   * Runs one activation to its end. Never rejects: every failure, down to an
+   * unexpected exception, becomes a system-error outcome with a stored record.
+   */
+  handle(request: ActivationRequest): Promise<ActivationOutcome>;
+}
+
+/** Whether the invoker takes new work, and how much it could start now. */
+export interface Admission {
+  /** False while disabled or draining: nothing is acknowledged that will not run. */
+  accepting(): boolean;
+  /** Why `accepting()` is false, for 503 bodies and logs. */
+  refusalReason(): string | undefined;
+  /** Activations the pool could start without queueing (the Kafka feed's peek budget). */
+  freeSlots(): number;
+  /** Called whenever capacity may have been freed or admission changed. */
+  onChange(listener: () => void): () => void;
+}
