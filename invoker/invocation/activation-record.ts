@@ -1,0 +1,122 @@
+/**
+ * The activation record of one activation, filled in as it progresses. It
+ * starts as a system error, so whatever stops the activation half-way, the
+ * record built from it is truthful.
+ */
+import {
+  ANNOTATION_BINDING,
+  ANNOTATION_CAUSED_BY,
+  ANNOTATION_INIT_TIME,
+  ANNOTATION_KIND,
+  ANNOTATION_LIMITS,
+  ANNOTATION_PATH,
+  ANNOTATION_TIMEOUT,
+  ANNOTATION_WAIT_TIME,
+  FAILED_TO_PROVISION,
+  whiskError,
+  type ActivationMessage,
+  type ActivationResponse,
+  type Annotation,
+  type WhiskActivation,
+} from '../../protocol/index.js';
+
+interface ActionFacts {
+  version: string;
+  kind: string;
+  limits: { timeoutMs: number; memoryMb: number; logsMb: number; concurrency: number };
+}
+
+export class ActivationRecord {
+  private response: ActivationResponse = whiskError(FAILED_TO_PROVISION);
+  private timedOut = false;
+  private action: ActionFacts | undefined;
+  private initStart: number | undefined;
+  private initEnd: number | undefined;
+  private runStart: number | undefined;
+  private runEnd: number | undefined;
+  private logs: string[] = [];
+
+  constructor(
+    private readonly message: ActivationMessage,
+    private readonly now: () => number,
+  ) {}
+
+  describeAction(action: ActionFacts): void {
+    this.action = action;
+  }
+
+  initialized(start: number, end: number): void {
+    this.initStart = start;
+    this.initEnd = end;
+  }
+
+  running(start: number): void {
+    this.runStart = start;
+  }
+
+  ran(end: number, response: ActivationResponse, timedOut: boolean): void {
+    this.runEnd = end;
+    this.respond(response, timedOut);
+  }
+
+  respond(response: ActivationResponse, timedOut = false): void {
+    this.response = response;
+    this.timedOut = timedOut;
+  }
+
+  setLogs(lines: string[]): void {
+    this.logs = lines;
+  }
+
+  /** From the transaction's start to the start of init (cold) or run (warm); pool queueing included. */
+  waitMs(): number {
+    const started = this.initStart ?? this.runStart ?? this.now();
+    return Math.max(0, started - this.message.transid.start);
+  }
+
+  initMs(): number | undefined {
+    return this.initStart !== undefined && this.initEnd !== undefined ? this.initEnd - this.initStart : undefined;
+  }
+
+  build(): WhiskActivation {
+    const end = this.runEnd ?? this.initEnd ?? this.now();
+    // Cold start: the record spans init and run, as upstream reports it.
+    const start = this.initStart ?? this.runStart ?? end;
+    const m = this.message;
+    const annotations: Annotation[] = [];
+    if (this.action) {
+      const l = this.action.limits;
+      annotations.push({
+        key: ANNOTATION_LIMITS,
+        value: { timeout: l.timeoutMs, memory: l.memoryMb, logs: l.logsMb, concurrency: l.concurrency },
+      });
+    }
+    annotations.push({ key: ANNOTATION_PATH, value: `${m.action.path}/${m.action.name}` });
+    if (this.action) annotations.push({ key: ANNOTATION_KIND, value: this.action.kind });
+    annotations.push({ key: ANNOTATION_TIMEOUT, value: this.timedOut });
+    const initMs = this.initMs();
+    if (initMs !== undefined) annotations.push({ key: ANNOTATION_INIT_TIME, value: initMs });
+    if (this.initStart !== undefined || this.runStart !== undefined) {
+      annotations.push({ key: ANNOTATION_WAIT_TIME, value: this.waitMs() });
+    }
+    if (m.cause !== undefined) annotations.push({ key: ANNOTATION_CAUSED_BY, value: 'sequence' });
+    if (m.action.binding !== undefined) annotations.push({ key: ANNOTATION_BINDING, value: m.action.binding });
+
+    const activation: WhiskActivation = {
+      namespace: m.user.namespace.name,
+      name: m.action.name,
+      subject: m.user.subject,
+      activationId: m.activationId,
+      start,
+      end,
+      response: this.response,
+      logs: this.logs,
+      version: m.action.version ?? this.action?.version ?? '0.0.1',
+      publish: false,
+      annotations,
+      duration: end - start,
+    };
+    if (m.cause !== undefined) activation.cause = m.cause;
+    return activation;
+  }
+}
