@@ -1,0 +1,60 @@
+/**
+ * Prewarm ("stem cell") targets and their retry backoff. The pool owns the
+ * containers; this only remembers, per (kind, memory), how many are wanted
+ * and when creation may be tried again after a failure.
+ */
+import type { StemCellSpec } from './types.js';
+
+export interface BackoffOptions {
+  /** Delay after the first failure. */
+  initialMs: number;
+  /** Cap for the doubling delay. */
+  maxMs: number;
+}
+
+export const DEFAULT_PREWARM_BACKOFF: BackoffOptions = { initialMs: 1000, maxMs: 60_000 };
+
+export interface StemCellTarget {
+  readonly kind: string;
+  readonly image: string;
+  readonly memoryMb: number;
+  readonly count: number;
+  readonly concurrency: number;
+  /** Consecutive creation failures; reset by a success. */
+  failures: number;
+  /** No creation attempt before this time (pool clock). */
+  retryAt: number;
+  retryTimer: NodeJS.Timeout | undefined;
+}
+
+/** Merges duplicate (kind, memory, image) entries and validates the numbers. */
+export function stemCellTargets(specs: readonly StemCellSpec[]): StemCellTarget[] {
+  const byKey = new Map<string, StemCellTarget>();
+  specs.forEach((spec, i) => {
+    const what = `stem cell ${i} (${spec.kind}, ${spec.memoryMb} MB)`;
+    if (!Number.isSafeInteger(spec.count) || spec.count < 0) throw new RangeError(`${what}: count must be a non-negative integer, got ${spec.count}`);
+    if (!Number.isSafeInteger(spec.memoryMb) || spec.memoryMb <= 0) throw new RangeError(`${what}: memoryMb must be a positive integer`);
+    const concurrency = spec.concurrency ?? 1;
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new RangeError(`${what}: concurrency must be a positive integer, got ${concurrency}`);
+    if (spec.count === 0) return;
+    const key = `${spec.kind}\u0000${spec.memoryMb}\u0000${spec.image}`;
+    const existing = byKey.get(key);
+    byKey.set(key, {
+      kind: spec.kind,
+      image: spec.image,
+      memoryMb: spec.memoryMb,
+      count: (existing?.count ?? 0) + spec.count,
+      concurrency: Math.max(existing?.concurrency ?? 1, concurrency),
+      failures: 0,
+      retryAt: 0,
+      retryTimer: undefined,
+    });
+  });
+  return [...byKey.values()];
+}
+
+/** Delay before the next attempt after `failures` consecutive failures (>= 1): doubling, capped. */
+export function backoffDelayMs(failures: number, options: BackoffOptions): number {
+  const exponent = Math.min(Math.max(failures - 1, 0), 30);
+  return Math.min(options.maxMs, options.initialMs * 2 ** exponent);
+}
