@@ -373,7 +373,6 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     const shrunk = serializeAcknowledgement(shrinkAck(ack));
     const statusCode = activation.response.statusCode;
     this.deps.metrics.countActivation(request.transport, statusCode);
-    this.deps.metrics.activationSeconds.observe({ transport: request.transport }, (this.now() - request.receivedAt) / 1000);
     trace.end(statusCode);
     Object.assign(event, {
       statusCode,

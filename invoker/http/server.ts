@@ -1,0 +1,145 @@
+/**
+ * The invoker's HTTP server: `POST /invoke` (invoke-route.ts) and the
+ * operations routes (ops-routes.ts), over HTTP or HTTPS (optionally mTLS).
+ * Everything it talks to is passed in; it owns only the listening socket.
+ */
+import Fastify, { LogController, type FastifyHttpsOptions, type FastifyInstance } from 'fastify';
+import type { Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { ActivationHandler, Admission } from '../invocation/activation-handler.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { InvokerMetrics } from '../telemetry/metrics.js';
+import { registerInvokeRoute } from './invoke-route.js';
+import { registerOpsRoutes, type InvokerControls, type InvokerHealth } from './ops-routes.js';
+import { errorHandler, pathOf, sendError } from './replies.js';
+
+export interface HttpTlsConfig {
+  /** PEM certificate (chain). */
+  cert: string;
+  /** PEM private key. */
+  key: string;
+  /** PEM CA bundle; when set, every client must present a certificate it signed. */
+  clientCa?: string | undefined;
+}
+
+export interface InvokerHttpConfig {
+  invokeBodyLimitBytes: number;
+  /** When set, `POST /invoke` requires `Authorization: Bearer <token>`. */
+  invokeToken?: string | undefined;
+  /** Both set: basic auth for the admin routes; otherwise they refuse everyone. */
+  adminUser?: string | undefined;
+  adminPassword?: string | undefined;
+  tls?: HttpTlsConfig | undefined;
+}
+
+export interface InvokerHttpServerDeps {
+  handler: ActivationHandler;
+  admission: Admission;
+  controls: InvokerControls;
+  health: InvokerHealth;
+  metrics: InvokerMetrics;
+  poolSnapshot: () => unknown;
+  logger: Logger;
+  config: InvokerHttpConfig;
+  /**
+   * How the invoker names itself in the `/enable` and `/disable` answers:
+   * upstream's `InvokerInstanceId.toString`, e.g. `invoker0`. Default `invoker`.
+   */
+  instanceName?: string;
+}
+
+export interface InvokerHttpServer {
+  /** Binds `host:port` (port 0: any free port) and reports the bound port. */
+  listen(host: string, port: number): Promise<{ port: number }>;
+  /** Stops accepting connections and waits for in-flight requests (activations included) to end. */
+  close(): Promise<void>;
+  /** The fastify instance, for `inject` in tests and for the raw server (`server.server`). */
+  readonly server: FastifyInstance;
+}
+
+export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHttpServer {
+  const { config } = deps;
+  const logger = deps.logger.child({ component: 'http' });
+
+  const options = {
+    loggerInstance: logger,
+    // The core logs one wide event per activation; a line per request would
+    // double the volume and say less.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Each activation holds its response open for as long as it runs; never
+    // time those sockets out here (the core enforces action time limits).
+    connectionTimeout: 0,
+  };
+  const tls = config.tls;
+  const app = (
+    tls === undefined
+      ? Fastify(options)
+      : Fastify<HttpsServer>({
+          ...options,
+          https: {
+            cert: tls.cert,
+            key: tls.key,
+            ...(tls.clientCa !== undefined
+              ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true }
+              : {}),
+          },
+        } satisfies FastifyHttpsOptions<HttpsServer>)
+  ) as unknown as FastifyInstance;
+  // (The cast: the HTTPS variant differs only in its raw server type, which
+  // no route touches; requests and responses are node:http's in both.)
+
+  app.setErrorHandler(errorHandler(logger, config.invokeBodyLimitBytes));
+  app.setNotFoundHandler((request, reply) => sendError(reply, 404, `no route for ${request.method} ${pathOf(request)}`));
+
+  let closing = false;
+
+  registerInvokeRoute(app, {
+    // The 200 of an activation in flight went out before close() began, so
+    // it could not say `Connection: close`; node's server.close() only drops
+    // connections idle at that moment, and this one would then idle until
+    // the keep-alive timeout, holding close() open that long.
+    afterResponse: () => {
+      if (closing) app.server.closeIdleConnections();
+    },
+    handler: deps.handler,
+    admission: deps.admission,
+    metrics: deps.metrics,
+    logger,
+    invokeBodyLimitBytes: config.invokeBodyLimitBytes,
+    invokeToken: config.invokeToken,
+  });
+  registerOpsRoutes(app, {
+    controls: deps.controls,
+    health: deps.health,
+    metrics: deps.metrics,
+    poolSnapshot: deps.poolSnapshot,
+    logger,
+    adminCredentials:
+      config.adminUser !== undefined && config.adminPassword !== undefined
+        ? { user: config.adminUser, password: config.adminPassword }
+        : undefined,
+    instanceName: deps.instanceName ?? 'invoker',
+  });
+
+  return {
+    server: app,
+    async listen(host, port) {
+      try {
+        await app.listen({ host, port });
+      } catch (error) {
+        throw new Error(`starting the HTTP server on ${host}:${port}: ${(error as Error).message}`, { cause: error });
+      }
+      const address = app.server.address() as AddressInfo | null;
+      const bound = address?.port ?? port;
+      logger.info(
+        { host, port: bound, tls: tls !== undefined, mtls: tls?.clientCa !== undefined, bearerAuth: config.invokeToken !== undefined },
+        'HTTP server listening',
+      );
+      return { port: bound };
+    },
+    async close() {
+      closing = true;
+      await app.close();
+    },
+  };
+}
