@@ -59,7 +59,7 @@ export interface ExecutableAction {
 
 export interface ActionSource {
   /** 'not-found' for a missing or deleted action; rejects when the store cannot answer. */
-  get(docId: string, revision: string | null): Promise<ExecutableAction | 'not-found'>;
+  get(action: { path: string; name: string }, revision: string | null): Promise<ExecutableAction | 'not-found'>;
 }
 
 export interface RecordSink {
@@ -225,7 +225,7 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     const docId = actionDocId(message.action);
     let action: ExecutableAction | 'not-found';
     try {
-      action = await this.deps.actions.get(docId, message.revision);
+      action = await this.deps.actions.get(message.action, message.revision);
     } catch (error) {
       throw new ActivationEnded(whiskError(ACTION_NOT_FETCHED), `fetching action ${docId}: ${(error as Error).message}`);
     }

@@ -1,0 +1,303 @@
+/**
+ * The one place the invoker's components are built and connected. Nothing
+ * here decides how an activation runs; it only decides who talks to whom, in
+ * which order things start, and in which order they stop.
+ */
+import type { Tracer } from '@opentelemetry/api';
+import Docker from 'dockerode';
+import type { Admin } from 'kafkajs';
+import { hostname } from 'node:os';
+import {
+  activationDocumentJson,
+  megabytes,
+  ParameterDecryptor,
+  type InvokerInstanceId,
+  type KeyMaterial,
+} from '../protocol/index.js';
+import type { InvokerConfig } from './config/config.js';
+import { describeSettings } from './config/env-schema.js';
+import { INVOKER_SETTINGS } from './config/config.js';
+import { ActionContainer, ContainerFactory } from './docker/index.js';
+import { createInvokerHttpServer, type InvokerHttpServer } from './http/server.js';
+import type { HealthCheckResult } from './http/ops-routes.js';
+import type { ActivationHandler } from './invocation/activation-handler.js';
+import { InvokerAdmission } from './invocation/admission.js';
+import { InvocationCore } from './invocation/invocation-core.js';
+import { createKafkaSide, type KafkaSide } from './kafka/index.js';
+import { ContainerPool } from './pool/container-pool.js';
+import { defaultRuntimeManifest, parseRuntimeManifest, type RuntimeManifest } from './runtime-manifest.js';
+import { ActionStore } from './store/action-store.js';
+import { ActivationWriter } from './store/activation-writer.js';
+import type { Logger } from './telemetry/logger.js';
+import { InvokerMetrics } from './telemetry/metrics.js';
+import { defaultTracer } from './telemetry/tracing.js';
+import { dockerContainerProvider } from './wiring/container-provider.js';
+import { manifestImages } from './wiring/images.js';
+import { storeActionSource } from './wiring/action-source.js';
+
+export interface InvokerOptions {
+  logger: Logger;
+  tracer?: Tracer;
+  /** Settings as the environment gave them, for the startup log (secrets masked). */
+  environment?: Readonly<Record<string, string | undefined>>;
+}
+
+export interface RunningInvoker {
+  readonly instance: InvokerInstanceId;
+  /** The bound HTTP port (useful when configured as 0). */
+  readonly port: number;
+  readonly metrics: InvokerMetrics;
+  /**
+   * Drain and stop: refuse new work, stop consuming Kafka (disabled ping),
+   * let in-flight activations finish within the drain timeout, flush records,
+   * remove containers. Idempotent.
+   */
+  shutdown(): Promise<void>;
+}
+
+const HEALTH_CHECK_TIMEOUT_MS = 2000;
+
+export async function startInvoker(config: InvokerConfig, options: InvokerOptions): Promise<RunningInvoker> {
+  const logger = options.logger;
+  if (options.environment) {
+    logger.info({ settings: describeSettings(INVOKER_SETTINGS, options.environment) }, 'starting invoker');
+  }
+  const metrics = new InvokerMetrics({ invokerId: config.invokerId });
+  const instance: InvokerInstanceId = {
+    instance: config.invokerId,
+    userMemory: megabytes(config.userMemoryMb),
+    tags: [],
+    dedicatedNamespaces: [],
+    displayedName: hostname(),
+  };
+
+  const docker = new Docker();
+  const factory = new ContainerFactory({
+    invokerId: config.invokerId,
+    userMemoryMb: config.userMemoryMb,
+    apiHost: config.apiHost,
+    network: config.dockerNetwork,
+    dns: { servers: config.dockerDnsServers, search: config.dockerDnsSearch, options: config.dockerDnsOptions },
+    hardening: {
+      ...(config.capDropAll ? { capDrop: ['ALL'] } : {}),
+      readonlyRootfs: config.readOnlyRootfs,
+    },
+    maxResponseBytes: config.payloadLimitBytes,
+    docker,
+    logger: logger.child({ component: 'docker' }),
+  });
+  // Containers of an earlier run of this invoker id (a crash, a restart) are stale.
+  const stale = await factory.removeInvokerContainers();
+  if (stale > 0) logger.info({ removed: stale }, 'removed containers left by an earlier run');
+
+  const manifest = loadManifest(config);
+  const pool = new ContainerPool<ActionContainer>({
+    provider: dockerContainerProvider(factory),
+    logger: logger.child({ component: 'pool' }),
+    userMemoryMb: config.userMemoryMb,
+    stemCells: manifest.stemCells(),
+    pauseGraceMs: config.pauseGraceMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    queueLimit: config.queueLimit,
+    drainTimeoutMs: config.drainTimeoutMs,
+  });
+  metrics.observePool(() => pool.totals());
+
+  const actionStore = new ActionStore({
+    url: config.couchdbUrl,
+    database: config.whisksDb,
+    cacheSize: config.actionCacheSize,
+    logger: logger.child({ component: 'action-store' }),
+  });
+  const writer = new ActivationWriter({
+    url: config.couchdbUrl,
+    database: config.activationsDb,
+    journalDir: config.journalDir,
+    logger: logger.child({ component: 'activation-writer' }),
+    metrics: {
+      batchWritten: (docs) => metrics.storeBatchSize.observe(docs),
+      failure: (kind) => metrics.storeFailures.inc({ kind }),
+    },
+  });
+  await writer.start();
+  metrics.observeStorePending(() => writer.pending());
+
+  const core = new InvocationCore<ActionContainer>({
+    instance,
+    actions: storeActionSource(actionStore),
+    containers: pool,
+    images: manifestImages(manifest, factory),
+    records: { store: (document) => writer.store(activationDocumentJson(document) as { _id: string }) },
+    decryptor: buildDecryptor(config.lockedArgsKeys),
+    payloadLimitBytes: config.payloadLimitBytes,
+    metrics,
+    tracer: options.tracer ?? defaultTracer(),
+    logger: logger.child({ component: 'activation' }),
+  });
+  const admission = new InvokerAdmission(config.userMemoryMb, () => core.inFlight());
+  core.onFinish(() => admission.changed());
+
+  const kafka = createKafkaSide({
+    brokers: config.kafkaBrokers,
+    clientId: config.kafkaClientId,
+    instance,
+    handler: timedHandler(core, metrics),
+    admission,
+    logger: logger.child({ component: 'kafka' }),
+    metrics,
+    healthPingIntervalMs: config.healthPingIntervalMs,
+  });
+  let kafkaAdmin: Admin | undefined;
+  if (kafka) {
+    await kafka.start();
+    kafkaAdmin = kafka.kafka.admin();
+    await kafkaAdmin.connect();
+  } else {
+    logger.warn('no Kafka brokers configured (KAFKA_BROKERS): HTTP push only, no health pings');
+  }
+
+  const checks = async (): Promise<HealthCheckResult[]> => {
+    const results = [
+      check('docker', () => docker.ping()),
+      check('store', async () => {
+        const health = writer.health();
+        if (!health.healthy) throw new Error(health.lastError ?? 'not yet connected');
+      }),
+    ];
+    if (kafkaAdmin) {
+      const admin = kafkaAdmin;
+      results.push(check('kafka', () => admin.describeCluster()));
+    }
+    return Promise.all(results);
+  };
+
+  const http: InvokerHttpServer = createInvokerHttpServer({
+    handler: core,
+    admission,
+    controls: {
+      enable: () => {
+        admission.enable();
+        kafka?.pinger.enable();
+      },
+      disable: () => {
+        admission.disable();
+        void kafka?.pinger.disable();
+      },
+      isEnabled: () => admission.isEnabled(),
+    },
+    health: { checks, draining: () => admission.isDraining() },
+    metrics,
+    poolSnapshot: () => pool.snapshot(),
+    logger,
+    config: {
+      invokeBodyLimitBytes: config.invokeBodyLimitBytes ?? config.payloadLimitBytes + 64 * 1024,
+      invokeToken: config.invokeToken,
+      adminUser: config.adminUser,
+      adminPassword: config.adminPassword,
+      tls: config.tls,
+    },
+    instanceName: `invoker${config.invokerId}`,
+  });
+  const { port } = await http.listen(config.httpHost, config.httpPort);
+  pool.start();
+  logger.info(
+    { port, tls: config.tls !== undefined, kafka: kafka !== undefined, userMemoryMb: config.userMemoryMb },
+    'invoker ready',
+  );
+
+  let shutdown: Promise<void> | undefined;
+  return {
+    instance,
+    port,
+    metrics,
+    shutdown() {
+      shutdown ??= drain({ config, logger, admission, kafka, kafkaAdmin, core, http, writer, pool, factory, actionStore });
+      return shutdown;
+    },
+  };
+}
+
+async function drain(parts: {
+  config: InvokerConfig;
+  logger: Logger;
+  admission: InvokerAdmission;
+  kafka: KafkaSide | undefined;
+  kafkaAdmin: Admin | undefined;
+  core: InvocationCore<ActionContainer>;
+  http: InvokerHttpServer;
+  writer: ActivationWriter;
+  pool: ContainerPool<ActionContainer>;
+  factory: ContainerFactory;
+  actionStore: ActionStore;
+}): Promise<void> {
+  const { config, logger, admission, kafka, core } = parts;
+  const step = async (what: string, work: () => Promise<unknown>) => {
+    try {
+      await work();
+    } catch (error) {
+      logger.error({ err: error }, `shutdown: ${what} failed`);
+    }
+  };
+  logger.info({ inFlight: core.inFlight() }, 'draining: refusing new activations');
+  admission.startDraining();
+  await step('stopping Kafka intake', async () => kafka?.stopIntake());
+  const idle = await core.whenIdle(config.drainTimeoutMs);
+  if (!idle) logger.warn({ inFlight: core.inFlight(), drainTimeoutMs: config.drainTimeoutMs }, 'drain timed out');
+  await step('closing the HTTP server', () => parts.http.close());
+  await step('closing Kafka', async () => {
+    await parts.kafkaAdmin?.disconnect();
+    await kafka?.close();
+  });
+  await step('flushing activation records', async () => {
+    const result = await parts.writer.close({ timeoutMs: 10_000 });
+    logger.info({ result }, 'activation records flushed');
+  });
+  await step('removing containers', async () => {
+    await parts.pool.close();
+    await parts.factory.removeInvokerContainers();
+  });
+  parts.actionStore.close();
+  logger.info('invoker stopped');
+}
+
+function loadManifest(config: InvokerConfig): RuntimeManifest {
+  if (config.runtimesManifestJson !== undefined) return parseRuntimeManifest(config.runtimesManifestJson, 'RUNTIMES_MANIFEST');
+  return defaultRuntimeManifest({
+    image: config.nodejsImage,
+    stemCells: config.prewarmCount > 0 ? [{ count: config.prewarmCount, memoryMb: config.prewarmMemoryMb }] : [],
+  });
+}
+
+function buildDecryptor(keysJson: string | undefined): ParameterDecryptor | undefined {
+  if (keysJson === undefined) return undefined;
+  // Validated as a JSON object by the configuration loader.
+  return new ParameterDecryptor(JSON.parse(keysJson) as Record<string, KeyMaterial>);
+}
+
+/** The Kafka path's end-to-end time; the HTTP route measures its own. */
+function timedHandler(core: ActivationHandler, metrics: InvokerMetrics): ActivationHandler {
+  return {
+    async handle(request) {
+      const outcome = await core.handle(request);
+      metrics.activationSeconds.observe({ transport: request.transport }, (Date.now() - request.receivedAt) / 1000);
+      return outcome;
+    },
+  };
+}
+
+async function check(name: string, probe: () => Promise<unknown>): Promise<HealthCheckResult> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      probe(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${HEALTH_CHECK_TIMEOUT_MS} ms`)), HEALTH_CHECK_TIMEOUT_MS);
+      }),
+    ]);
+    return { name, ok: true };
+  } catch (error) {
+    return { name, ok: false, detail: (error as Error).message };
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,52 @@
+/** The store's action documents, as the invocation core needs them. */
+import type { Annotation } from '../../protocol/index.js';
+import type { ActionSource, ExecutableAction } from '../invocation/invocation-core.js';
+import { ActionNotFoundError, type ActionDocument, type ActionStore } from '../store/action-store.js';
+
+export function storeActionSource(store: ActionStore): ActionSource {
+  return {
+    async get(action, revision) {
+      try {
+        return executable(await store.get(action, revision));
+      } catch (error) {
+        if (error instanceof ActionNotFoundError) return 'not-found';
+        throw error;
+      }
+    },
+  };
+}
+
+function executable(doc: ActionDocument): ExecutableAction {
+  const annotations: Annotation[] = doc.annotations.map(({ key, value }) => ({ key, value }));
+  const base = {
+    namespace: doc.namespace,
+    name: doc.name,
+    version: doc.version,
+    limits: doc.limits,
+    annotations,
+  };
+  const exec = doc.exec;
+  switch (exec.type) {
+    case 'sequence':
+      return { ...base, kind: exec.kind, binary: false, isSequence: true };
+    case 'blackbox':
+      return {
+        ...base,
+        kind: exec.kind,
+        image: exec.image,
+        binary: exec.binary,
+        ...(exec.code !== undefined ? { code: exec.code } : {}),
+        ...(exec.main !== undefined ? { main: exec.main } : {}),
+        isSequence: false,
+      };
+    case 'code':
+      return {
+        ...base,
+        kind: exec.kind,
+        code: exec.code,
+        binary: exec.binary,
+        ...(exec.main !== undefined ? { main: exec.main } : {}),
+        isSequence: false,
+      };
+  }
+}
