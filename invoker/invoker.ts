@@ -93,7 +93,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
   const manifest = loadManifest(config);
   const pool = new ContainerPool<ActionContainer>({
     provider: dockerContainerProvider(factory),
-    logger: logger.child({ component: 'pool' }),
+    logger,
     userMemoryMb: config.userMemoryMb,
     stemCells: manifest.stemCells(),
     pauseGraceMs: config.pauseGraceMs,
@@ -107,13 +107,13 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     url: config.couchdbUrl,
     database: config.whisksDb,
     cacheSize: config.actionCacheSize,
-    logger: logger.child({ component: 'action-store' }),
+    logger,
   });
   const writer = new ActivationWriter({
     url: config.couchdbUrl,
     database: config.activationsDb,
     journalDir: config.journalDir,
-    logger: logger.child({ component: 'activation-writer' }),
+    logger,
     metrics: {
       batchWritten: (docs) => metrics.storeBatchSize.observe(docs),
       failure: (kind) => metrics.storeFailures.inc({ kind }),
@@ -143,7 +143,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     instance,
     handler: timedHandler(core, metrics),
     admission,
-    logger: logger.child({ component: 'kafka' }),
+    logger,
     metrics,
     healthPingIntervalMs: config.healthPingIntervalMs,
   });

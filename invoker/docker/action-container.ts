@@ -121,6 +121,9 @@ export class ActionContainer {
 
   /** `POST /run` with a JSON body; never retried, bounded by `timeoutMs`. */
   run(body: string, timeoutMs: number): Promise<RuntimeResult> {
+    // A container that died while idle would otherwise cost an ARP timeout
+    // (EHOSTUNREACH) before failing; the attach stream already told us.
+    if (this.outputEnded) return Promise.resolve({ kind: 'connection-failed', error: containerExitedError(this.name) });
     return this.runtime.run(body, timeoutMs);
   }
 
@@ -183,4 +186,11 @@ export class ActionContainer {
       this.output.destroy();
     }
   }
+}
+
+/** `code` lets callers tell "the container was already gone" from a failure during the call. */
+export const CONTAINER_EXITED = 'ECONTAINEREXITED';
+
+function containerExitedError(name: string): Error {
+  return Object.assign(new Error(`container ${name} has exited`), { code: CONTAINER_EXITED });
 }

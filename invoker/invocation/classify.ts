@@ -93,7 +93,8 @@ export function brokenContainer(result: RuntimeResult): boolean {
   if (result.kind === 'response') return result.status === 503;
   if (result.kind === 'connection-failed') {
     const code = (result.error as NodeJS.ErrnoException).code ?? (result.error.cause as NodeJS.ErrnoException | undefined)?.code;
-    return code === 'ECONNREFUSED';
+    // Refused or already exited: the request never reached the action, so a retry cannot run it twice.
+    return code === 'ECONNREFUSED' || code === 'ECONTAINEREXITED';
   }
   return false;
 }

@@ -1,0 +1,159 @@
+/**
+ * Completions to `completed<C>`: the message that frees the controller's slot
+ * and, for blocking calls, carries the result.
+ *
+ * - acks: -1 with the idempotent producer (one request in flight): a
+ *   completion counts as sent only when every in-sync replica has it, and a
+ *   retry after a lost acknowledgement cannot write it twice. (The Go invoker
+ *   sends without waiting for any acknowledgement.)
+ * - A completion larger than a Kafka message may be (`maxMessageBytes`,
+ *   upstream's 1 MiB plus envelope) goes out in shrunk form right away; one the
+ *   broker still refuses as too large (a topic with a smaller
+ *   `max.message.bytes`) is re-sent shrunk. Upstream does the same: the
+ *   controller then reads the result from the activation record.
+ * - `send` logs every failure itself, then rejects; callers only need to catch.
+ */
+import { Partitioners, type Kafka, type Producer, type RetryOptions } from 'kafkajs';
+import { completedTopic } from '../../protocol/index.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { CompletionRecord, CompletionSink } from './activation-feed.js';
+import { MAX_MESSAGE_BYTES, describeKafkaError, type TopicManager } from './topics.js';
+
+/**
+ * What a record batch of one value-only record adds to the value on the wire
+ * (61-byte batch header plus the record's varints), rounded up generously:
+ * the broker compares the whole batch with `max.message.bytes`.
+ */
+export const RECORD_OVERHEAD_BYTES = 128;
+
+export type CompletionDelivery = 'full' | 'shrunk';
+
+export interface CompletionProducerOptions {
+  kafka: Kafka;
+  logger: Logger;
+  /** When given, `completed<C>` is created with upstream's settings before the first send to C. */
+  topics?: Pick<TopicManager, 'ensureCompletedTopic'>;
+  /** Largest record the topics take (default MAX_MESSAGE_BYTES); larger completions go out shrunk. */
+  maxMessageBytes?: number;
+  /** How long the broker may wait for the in-sync replicas (default 30 s). */
+  ackTimeoutMs?: number;
+  /** kafkajs retries per send; bounded so that a dead broker cannot hold a drain forever. */
+  retry?: RetryOptions;
+}
+
+export interface CompletionProducer extends CompletionSink {
+  /** Connects; rejects with what failed. */
+  start(): Promise<void>;
+  /** Resolves once the broker acknowledged the completion (full or shrunk); rejects after logging. */
+  send(completion: CompletionRecord): Promise<CompletionDelivery>;
+  /** Waits for sends under way, then disconnects. Later sends reject. */
+  stop(): Promise<void>;
+}
+
+export function createCompletionProducer(options: CompletionProducerOptions): CompletionProducer {
+  const log = options.logger.child({ component: 'kafka-completions' });
+  const maxMessageBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+  const ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
+  const producer: Producer = options.kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    // Without a topic manager a missing completed<C> is left to the broker's
+    // auto-creation: a topic with default settings beats a lost completion.
+    allowAutoTopicCreation: true,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    // kafkajs' idempotent default is to retry forever; about a minute of retries
+    // outlasts a leader election, and a drain still ends.
+    retry: options.retry ?? { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
+  });
+  const pending = new Set<Promise<unknown>>();
+  let state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  let stopped: Promise<void> | undefined;
+
+  const produce = async (topic: string, value: string): Promise<void> => {
+    await producer.send({ topic, acks: -1, timeout: ackTimeoutMs, messages: [{ value }] });
+  };
+
+  const deliver = async (c: CompletionRecord): Promise<CompletionDelivery> => {
+    const topic = completedTopic(c.controller);
+    const context = { activationId: c.activationId, topic };
+    if (state !== 'running' && state !== 'stopping') {
+      const why = state === 'new' ? 'not started' : 'stopped';
+      const error = new Error(`sending the completion of ${c.activationId} to ${topic}: the completion producer is ${why}`);
+      log.error({ ...context, err: error }, 'completion not sent');
+      throw error;
+    }
+    await options.topics?.ensureCompletedTopic(topic);
+    const bytes = Buffer.byteLength(c.completion);
+    let delivery: CompletionDelivery = 'full';
+    try {
+      if (bytes + RECORD_OVERHEAD_BYTES > maxMessageBytes) {
+        log.warn({ ...context, bytes, maxMessageBytes }, 'completion too large for Kafka; sending it shrunk');
+        delivery = 'shrunk';
+        await produce(topic, c.shrunkCompletion);
+      } else {
+        try {
+          await produce(topic, c.completion);
+        } catch (error) {
+          if (!isTooLarge(error)) throw error;
+          log.warn({ ...context, bytes }, 'broker refused the completion as too large; re-sending it shrunk');
+          delivery = 'shrunk';
+          await produce(topic, c.shrunkCompletion);
+        }
+      }
+    } catch (error) {
+      const wrapped = new Error(
+        `sending the ${delivery} completion of ${c.activationId} to ${topic}: ${describeKafkaError(error)}`,
+        { cause: error },
+      );
+      log.error({ ...context, err: wrapped }, 'completion not sent; the controller will time the activation out');
+      throw wrapped;
+    }
+    log.debug({ ...context, delivery }, 'completion sent');
+    return delivery;
+  };
+
+  return {
+    async start() {
+      if (state !== 'new') return;
+      try {
+        await producer.connect();
+      } catch (error) {
+        throw new Error(`connecting the completion producer: ${describeKafkaError(error)}`, { cause: error });
+      }
+      state = 'running';
+    },
+
+    send(completion) {
+      const p = deliver(completion);
+      pending.add(p);
+      const forget = () => pending.delete(p);
+      p.then(forget, forget);
+      return p;
+    },
+
+    stop() {
+      stopped ??= (async () => {
+        if (state !== 'running') {
+          state = 'stopped';
+          return;
+        }
+        state = 'stopping';
+        // Completions handed to us, even while stopping, still go out (the last
+        // activations of a drain end now); only then is the connection closed.
+        while (pending.size > 0) await Promise.allSettled([...pending]);
+        state = 'stopped';
+        await producer.disconnect().catch((error: unknown) => log.warn({ err: error }, 'disconnecting the completion producer failed'));
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** The broker's "too large" refusals (MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE), however kafkajs wraps them. */
+export function isTooLarge(error: unknown, depth = 0): boolean {
+  if (typeof error !== 'object' || error === null || depth > 5) return false;
+  const e = error as { type?: unknown; cause?: unknown; errors?: unknown };
+  if (e.type === 'MESSAGE_TOO_LARGE' || e.type === 'RECORD_LIST_TOO_LARGE') return true;
+  if (isTooLarge(e.cause, depth + 1)) return true;
+  return Array.isArray(e.errors) && e.errors.some((inner) => isTooLarge(inner, depth + 1));
+}

@@ -1,0 +1,101 @@
+/**
+ * The invoker's Kafka side: the `invoker<N>` feed, the completion producer,
+ * health pings and topic setup. Each part is usable on its own; createKafkaSide
+ * wires them in the order the invoker needs. Kafka is optional: with no
+ * brokers configured there is no Kafka side (HTTP push only, no pings).
+ */
+import type { Kafka } from 'kafkajs';
+import type { InvokerInstanceId } from '../../protocol/index.js';
+import type { ActivationHandler, Admission } from '../invocation/activation-handler.js';
+import type { Logger } from '../telemetry/logger.js';
+import { createActivationFeed, type ActivationFeed, type FeedConsumerSettings, type FeedMetrics } from './activation-feed.js';
+import { createKafkaClient } from './client.js';
+import { createCompletionProducer, type CompletionProducer } from './completion-producer.js';
+import { createHealthPinger, type HealthPinger } from './health-pinger.js';
+import { createTopicManager, type TopicManager } from './topics.js';
+
+export * from './activation-feed.js';
+export * from './client.js';
+export * from './completion-producer.js';
+export * from './health-pinger.js';
+export * from './rejected-message.js';
+export * from './topics.js';
+
+export interface KafkaSideOptions {
+  /** Empty: no Kafka side. */
+  brokers: string[];
+  clientId: string;
+  instance: InvokerInstanceId;
+  handler: ActivationHandler;
+  admission: Admission;
+  logger: Logger;
+  metrics: FeedMetrics;
+  healthPingIntervalMs?: number;
+  consumer?: FeedConsumerSettings;
+}
+
+export interface KafkaSide {
+  readonly kafka: Kafka;
+  readonly topics: TopicManager;
+  readonly completions: CompletionProducer;
+  readonly pinger: HealthPinger;
+  readonly feed: ActivationFeed;
+  /**
+   * Creates `invoker<N>` and `health`, connects the producer, joins the group,
+   * then starts pinging (controllers send work only to pinging invokers, so
+   * the invoker is in its group before the first ping). Rejects with what failed.
+   */
+  start(): Promise<void>;
+  /** Drain, first half: a disabled ping, then stop reading and leave the group. In-flight work runs on. */
+  stopIntake(): Promise<void>;
+  /** Drain, second half (after in-flight work ended or the drain timed out): flush completions, final ping, disconnect. */
+  close(): Promise<void>;
+}
+
+export function createKafkaSide(options: KafkaSideOptions): KafkaSide | undefined {
+  if (options.brokers.length === 0) return undefined;
+  const { instance, logger } = options;
+  const kafka = createKafkaClient({ brokers: options.brokers, clientId: `${options.clientId}${instance.instance}`, logger });
+  const topics = createTopicManager({ kafka, logger });
+  const completions = createCompletionProducer({ kafka, logger, topics });
+  const pinger = createHealthPinger({
+    kafka,
+    instance,
+    logger,
+    ...(options.healthPingIntervalMs === undefined ? {} : { intervalMs: options.healthPingIntervalMs }),
+  });
+  const feed = createActivationFeed({
+    kafka,
+    instance,
+    handler: options.handler,
+    admission: options.admission,
+    completions,
+    logger,
+    metrics: options.metrics,
+    ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
+  });
+
+  return {
+    kafka,
+    topics,
+    completions,
+    pinger,
+    feed,
+    async start() {
+      await topics.ensureInvokerTopics({ invokerTopic: feed.topic });
+      await completions.start();
+      await feed.start();
+      await pinger.start();
+    },
+    async stopIntake() {
+      await pinger.disable();
+      await feed.stop();
+    },
+    async close() {
+      await feed.stop();
+      await completions.stop();
+      await pinger.stop();
+      await topics.close();
+    },
+  };
+}
