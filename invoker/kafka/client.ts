@@ -56,6 +56,9 @@ function kafkajsLevel(entry: LogEntry): logLevel {
   // here report those errors with what they were doing (or handle them, as a
   // MESSAGE_TOO_LARGE or an already existing topic), so the raw line is debug.
   if (entry.namespace === 'Connection' && entry.log.message.startsWith('Response ')) return logLevel.DEBUG;
+  // The completion producer bounds its retries on purpose (a drain must end);
+  // kafkajs warns about that at every start.
+  if (entry.log.message.startsWith('Limiting retries for the idempotent producer')) return logLevel.DEBUG;
   // The group's normal life (joins, stops) is logged by the feed itself.
   if (entry.level === logLevel.INFO) return logLevel.DEBUG;
   return entry.level;

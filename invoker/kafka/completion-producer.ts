@@ -28,6 +28,14 @@ export const RECORD_OVERHEAD_BYTES = 128;
 
 export type CompletionDelivery = 'full' | 'shrunk';
 
+interface Generation {
+  producer: Producer;
+  sends: number;
+  /** Replaced after a failed send; disconnected once its last send settles. */
+  retired: boolean;
+  connected: Promise<void> | undefined;
+}
+
 export interface CompletionProducerOptions {
   kafka: Kafka;
   logger: Logger;
@@ -54,23 +62,58 @@ export function createCompletionProducer(options: CompletionProducerOptions): Co
   const log = options.logger.child({ component: 'kafka-completions' });
   const maxMessageBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
   const ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
-  const producer: Producer = options.kafka.producer({
-    idempotent: true,
-    maxInFlightRequests: 1,
-    // Without a topic manager a missing completed<C> is left to the broker's
-    // auto-creation: a topic with default settings beats a lost completion.
-    allowAutoTopicCreation: true,
-    createPartitioner: Partitioners.DefaultPartitioner,
-    // kafkajs' idempotent default is to retry forever; about a minute of retries
-    // outlasts a leader election, and a drain still ends.
-    retry: options.retry ?? { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
-  });
+  const newProducer = (): Producer =>
+    options.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      // Without a topic manager a missing completed<C> is left to the broker's
+      // auto-creation: a topic with default settings beats a lost completion.
+      allowAutoTopicCreation: true,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      // kafkajs' idempotent default is to retry forever; about a minute of retries
+      // outlasts a leader election, and a drain still ends.
+      retry: options.retry ?? { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
+    });
+  /** The idempotent producer in use, and how many sends it has under way. */
+  let current: Generation = { producer: newProducer(), sends: 0, retired: false, connected: undefined };
   const pending = new Set<Promise<unknown>>();
   let state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   let stopped: Promise<void> | undefined;
 
+  const connect = (g: Generation): Promise<void> => {
+    g.connected ??= g.producer.connect().catch((error: unknown) => {
+      g.connected = undefined; // the next send tries again
+      throw new Error(`connecting the completion producer: ${describeKafkaError(error)}`, { cause: error });
+    });
+    return g.connected;
+  };
+
   const produce = async (topic: string, value: string): Promise<void> => {
-    await producer.send({ topic, acks: -1, timeout: ackTimeoutMs, messages: [{ value }] });
+    const g = current;
+    g.sends++;
+    try {
+      await connect(g);
+    } catch (error) {
+      g.sends--;
+      throw error;
+    }
+    try {
+      await g.producer.send({ topic, acks: -1, timeout: ackTimeoutMs, messages: [{ value }] });
+    } catch (error) {
+      // A send that failed for good may still have been written (a timeout):
+      // the idempotent producer would then reuse its sequence number for the
+      // next completion, which the broker would acknowledge as a duplicate
+      // without writing it. A new producer (new producer id) cannot collide.
+      if (!isTooLarge(error) && g === current && state !== 'stopped') {
+        g.retired = true;
+        current = { producer: newProducer(), sends: 0, retired: false, connected: undefined };
+        log.warn('replaced the completion producer after a failed send');
+      }
+      throw error;
+    } finally {
+      g.sends--;
+      if (g.retired && g.sends === 0) void g.producer.disconnect().catch(() => undefined);
+    }
   };
 
   const deliver = async (c: CompletionRecord): Promise<CompletionDelivery> => {
@@ -115,11 +158,7 @@ export function createCompletionProducer(options: CompletionProducerOptions): Co
   return {
     async start() {
       if (state !== 'new') return;
-      try {
-        await producer.connect();
-      } catch (error) {
-        throw new Error(`connecting the completion producer: ${describeKafkaError(error)}`, { cause: error });
-      }
+      await connect(current);
       state = 'running';
     },
 
@@ -142,7 +181,9 @@ export function createCompletionProducer(options: CompletionProducerOptions): Co
         // activations of a drain end now); only then is the connection closed.
         while (pending.size > 0) await Promise.allSettled([...pending]);
         state = 'stopped';
-        await producer.disconnect().catch((error: unknown) => log.warn({ err: error }, 'disconnecting the completion producer failed'));
+        await current.producer
+          .disconnect()
+          .catch((error: unknown) => log.warn({ err: error }, 'disconnecting the completion producer failed'));
       })();
       return stopped;
     },

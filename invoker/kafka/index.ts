@@ -31,6 +31,8 @@ export interface KafkaSideOptions {
   logger: Logger;
   metrics: FeedMetrics;
   healthPingIntervalMs?: number;
+  /** Default `health`. */
+  healthTopic?: string;
   consumer?: FeedConsumerSettings;
 }
 
@@ -63,6 +65,7 @@ export function createKafkaSide(options: KafkaSideOptions): KafkaSide | undefine
     instance,
     logger,
     ...(options.healthPingIntervalMs === undefined ? {} : { intervalMs: options.healthPingIntervalMs }),
+    ...(options.healthTopic === undefined ? {} : { topic: options.healthTopic }),
   });
   const feed = createActivationFeed({
     kafka,
@@ -82,7 +85,10 @@ export function createKafkaSide(options: KafkaSideOptions): KafkaSide | undefine
     pinger,
     feed,
     async start() {
-      await topics.ensureInvokerTopics({ invokerTopic: feed.topic });
+      await topics.ensureInvokerTopics({
+        invokerTopic: feed.topic,
+        ...(options.healthTopic === undefined ? {} : { healthTopic: options.healthTopic }),
+      });
       await completions.start();
       await feed.start();
       await pinger.start();
