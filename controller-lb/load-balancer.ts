@@ -1,0 +1,451 @@
+/**
+ * The push balancer (upstream ShardingContainerPoolBalancer, with the seed's
+ * transports): schedule, send, and account for every activation until it
+ * completes, exactly once.
+ *
+ * - Not overloaded: HTTP push to the invoker; headers = ack, body = completion.
+ * - Overloaded: Kafka `invoker<N>` (acks -1); the completion comes back on
+ *   `completed<C>`. Without Kafka, overload is pushed over HTTP anyway.
+ * - The slot is released by the completion (on the ack's `instance`), or by
+ *   a forced completion: the push failed, or nothing came back in time.
+ * - Health test actions are sent to invokers that are unhealthy or
+ *   unresponsive, so that they can prove themselves healthy again.
+ */
+import {
+  INVOKER_HEALTH_TRANSACTION,
+  ackActivationId,
+  generateActivationId,
+  isSystemError as responseIsSystemError,
+  type AcknowledgementMessage,
+  type ActivationMessage,
+  type ControllerInstanceId,
+  type FullyQualifiedEntityName,
+  type Identity,
+  type WhiskActivation,
+} from '../protocol/index.js';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../invoker/telemetry/logger.js';
+import type { InvocationResult, InvokerPool, InvokerState } from './invoker-state.js';
+import type { ActivationPublisher } from './kafka-path.js';
+import type { Push } from './push-client.js';
+import { Scheduler, type SchedulerOptions } from './scheduler.js';
+
+/** What the balancer needs to know about the action. */
+export interface ActionSpec {
+  /**
+   * The invoking namespace, hashed with `path/name` to find the home invoker
+   * (upstream hashes `msg.user.namespace.name`; pass that).
+   */
+  namespace: string;
+  /** The action's package path, e.g. `guest` or `guest/pkg`. */
+  path: string;
+  name: string;
+  version: string;
+  memoryMb: number;
+  timeoutMs: number;
+  /** Activations a container may run at once; 1 for most actions. */
+  concurrency: number;
+  /** Docker-image actions run on the blackbox share of invokers. */
+  blackbox?: boolean;
+}
+
+/** How an activation ended for the caller. */
+export type ActivationCompletion =
+  | {
+      status: 'completed';
+      activationId: string;
+      /** The invoker that reported the completion. */
+      invoker: number;
+      isSystemError: boolean;
+      /** The activation record; absent when the ack carried only its id (non-blocking or shrunk). */
+      activation?: WhiskActivation;
+    }
+  | {
+      status: 'forced';
+      activationId: string;
+      invoker: number;
+      /** `timeout`: nothing came back in time; `failed`: the push or publish failed. */
+      reason: 'timeout' | 'failed' | 'shutdown';
+      isSystemError: true;
+      error: string;
+    };
+
+export interface Published {
+  activationId: string;
+  invoker: number;
+  overloaded: boolean;
+  transport: 'http' | 'kafka';
+  /** The invoker (HTTP) or Kafka (overload) has the activation; rejects if it could not be handed over. */
+  acknowledged: Promise<void>;
+  /** Resolves once; never rejects (a failure is a `forced` completion). */
+  completion: Promise<ActivationCompletion>;
+}
+
+/** The HTTP transport as the balancer uses it (PushClient implements it). */
+export interface Pusher {
+  push(baseUrl: string, msg: ActivationMessage, signal?: AbortSignal): Push;
+}
+
+export interface ForcedCompletionOptions {
+  /** The time limit used when the action's is shorter. Upstream: 60 s. */
+  minTimeLimitMs: number;
+  /** Added after doubling. Upstream: 1 min. */
+  extraMs: number;
+}
+
+export interface HealthTestOptions {
+  /** Between test actions to an invoker that stays unusable. Upstream: 1 min. */
+  intervalMs: number;
+  /** How often invokers are checked for needing a test. */
+  checkIntervalMs: number;
+}
+
+export interface LoadBalancerOptions {
+  controller: ControllerInstanceId;
+  pool: InvokerPool;
+  pusher: Pusher;
+  /** Absent without Kafka: overload is then pushed over HTTP too. */
+  kafka?: ActivationPublisher | undefined;
+  /** The invoker's base URL for HTTP push; undefined when it is reachable only through Kafka. */
+  invokerUrl: (index: number) => string | undefined;
+  logger: Logger;
+  scheduler?: SchedulerOptions;
+  forcedCompletion?: Partial<ForcedCompletionOptions>;
+  /** `false` turns health test actions off. */
+  healthTests?: Partial<HealthTestOptions> | false;
+  now?: () => number;
+}
+
+export class LoadBalancerClosedError extends Error {
+  override readonly name = 'LoadBalancerClosedError';
+}
+
+interface Entry {
+  activationId: string;
+  invoker: number;
+  actionKey: string;
+  memoryMb: number;
+  concurrency: number;
+  timer: NodeJS.Timeout;
+  abort: AbortController;
+  resolve: (completion: ActivationCompletion) => void;
+  /** The caller already has its answer (a result message came before the completion). */
+  answered: boolean;
+}
+
+const HEALTH_NAMESPACE = 'whisk.system';
+
+/** The health test action of controller C (upstream InvokerPool.healthAction). */
+export function healthTestActionName(controller: ControllerInstanceId): FullyQualifiedEntityName {
+  return { path: HEALTH_NAMESPACE, name: `invokerHealthTestAction${controller.asString}`, version: '0.0.1' };
+}
+
+/** The forced-completion delay: `max(timeLimit, min) * 2 + extra` (upstream). */
+export function forcedCompletionDelayMs(timeoutMs: number, options: ForcedCompletionOptions): number {
+  return Math.max(timeoutMs, options.minTimeLimitMs) * 2 + options.extraMs;
+}
+
+export class LoadBalancer {
+  readonly #options: LoadBalancerOptions;
+  readonly #pool: InvokerPool;
+  readonly #scheduler: Scheduler;
+  readonly #logger: Logger;
+  readonly #now: () => number;
+  readonly #forced: ForcedCompletionOptions;
+  readonly #health: HealthTestOptions | undefined;
+  readonly #entries = new Map<string, Entry>();
+  /** Health test activations in flight: activation id -> invoker index. */
+  readonly #tests = new Map<string, { invoker: number; timer: NodeJS.Timeout }>();
+  readonly #lastTestAt = new Map<number, number>();
+  readonly #healthTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #drained: (() => void) | undefined;
+
+  constructor(options: LoadBalancerOptions) {
+    this.#options = options;
+    this.#pool = options.pool;
+    this.#scheduler = new Scheduler(options.pool, options.scheduler);
+    this.#logger = options.logger;
+    this.#now = options.now ?? Date.now;
+    this.#forced = { minTimeLimitMs: 60_000, extraMs: 60_000, ...options.forcedCompletion };
+    if (options.healthTests !== false) {
+      this.#health = { intervalMs: 60_000, checkIntervalMs: 1_000, ...options.healthTests };
+      this.#healthTimer = setInterval(() => this.#sendDueHealthTests(), this.#health.checkIntervalMs);
+      this.#healthTimer.unref();
+    }
+  }
+
+  /** Activations waiting for their completion. */
+  get inFlight(): number {
+    return this.#entries.size;
+  }
+
+  /**
+   * Schedules `msg` and hands it to the chosen invoker. Throws
+   * NoInvokersAvailableError (nothing healthy) or LoadBalancerClosedError
+   * synchronously, before anything is sent.
+   */
+  publish(action: ActionSpec, msg: ActivationMessage): Published {
+    if (this.#closed) throw new LoadBalancerClosedError(`publishing activation ${msg.activationId}: the load balancer is shutting down`);
+    if (this.#entries.has(msg.activationId)) throw new Error(`publishing activation ${msg.activationId}: it is already in flight`);
+    const actionPathAndName = `${action.path}/${action.name}`;
+    const actionKey = `${actionPathAndName}@${action.version}`;
+    const concurrency = Math.max(1, action.concurrency);
+    const { invoker, overloaded } = this.#scheduler.schedule(
+      {
+        namespace: action.namespace,
+        actionPathAndName,
+        actionKey,
+        memoryMb: action.memoryMb,
+        concurrency,
+        blackbox: action.blackbox ?? false,
+      },
+      this.#now(),
+    );
+
+    let resolve!: (completion: ActivationCompletion) => void;
+    const completion = new Promise<ActivationCompletion>((r) => (resolve = r));
+    const delay = forcedCompletionDelayMs(action.timeoutMs, this.#forced);
+    const entry: Entry = {
+      activationId: msg.activationId,
+      invoker: invoker.index,
+      actionKey,
+      memoryMb: action.memoryMb,
+      concurrency,
+      timer: setTimeout(() => this.#force(entry, 'timeout', `no completion within ${delay} ms`), delay),
+      abort: new AbortController(),
+      resolve,
+      answered: false,
+    };
+    this.#entries.set(msg.activationId, entry);
+
+    const url = this.#options.invokerUrl(invoker.index);
+    const kafka = this.#options.kafka;
+    const useKafka = (overloaded && kafka !== undefined) || url === undefined;
+    const log = { activationId: msg.activationId, invoker: `invoker${invoker.index}`, action: actionKey };
+    let acknowledged: Promise<void>;
+    if (useKafka) {
+      if (kafka === undefined) {
+        this.#force(entry, 'failed', `invoker${invoker.index} has no URL to push to and Kafka is not configured`);
+        acknowledged = Promise.reject(new Error(`publishing activation ${msg.activationId}: invoker${invoker.index} has no URL and Kafka is not configured`));
+      } else {
+        if (overloaded) this.#logger.warn(log, `system is overloaded: publishing to Kafka for invoker${invoker.index}`);
+        acknowledged = kafka.publish(invoker.id, msg);
+        acknowledged.catch((error: unknown) => this.#force(entry, 'failed', (error as Error).message));
+      }
+    } else {
+      if (overloaded) this.#logger.warn(log, `system is overloaded and Kafka is not configured: pushing to invoker${invoker.index} anyway`);
+      const push = this.#options.pusher.push(url, msg, entry.abort.signal);
+      acknowledged = push.acknowledged;
+      void push.completion.then((result) => {
+        if (!result.ok) return this.#force(entry, 'failed', result.error);
+        this.handleAcknowledgement(result.ack);
+        // Over HTTP the body is the one and only completion: if it did not
+        // free the slot (a result-only or mismatched message), nothing will.
+        if (this.#entries.get(entry.activationId) === entry) {
+          this.#force(entry, 'failed', `the HTTP completion from invoker${invoker.index} did not complete activation ${entry.activationId}`);
+        }
+      });
+    }
+    // A caller waiting only for the completion must not crash the process
+    // with an unhandled rejection; awaiting `acknowledged` still sees it.
+    acknowledged.catch(() => undefined);
+    this.#logger.debug({ ...log, overloaded, transport: useKafka ? 'kafka' : 'http' }, 'published activation');
+    return {
+      activationId: msg.activationId,
+      invoker: invoker.index,
+      overloaded,
+      transport: useKafka ? 'kafka' : 'http',
+      acknowledged,
+      completion,
+    };
+  }
+
+  /**
+   * An acknowledgement from `completed<C>` or an HTTP body. A result part
+   * answers the caller; a completion part frees the slot. Acks for unknown
+   * activations (already forced, from a previous run, duplicates) are logged
+   * and dropped: each activation completes exactly once.
+   */
+  handleAcknowledgement(ack: AcknowledgementMessage): void {
+    const activationId = ackActivationId(ack);
+    const now = this.#now();
+    const entry = this.#entries.get(activationId);
+    if (entry === undefined) {
+      const test = this.#tests.get(activationId);
+      if (test !== undefined && ack.kind !== 'result') {
+        this.#finishTest(activationId, ack.isSystemError === true ? 'systemError' : 'success');
+      } else if (ack.transid.id !== INVOKER_HEALTH_TRANSACTION) {
+        this.#logger.info({ activationId, kind: ack.kind }, 'ignored an acknowledgement for an activation not in flight (completed, forced or unknown)');
+      }
+      return;
+    }
+
+    if (ack.kind !== 'completion' && !entry.answered) {
+      const fromInvoker = ack.kind === 'combined' ? ack.instance.instance : entry.invoker;
+      const completion: ActivationCompletion = {
+        status: 'completed',
+        activationId,
+        invoker: fromInvoker,
+        isSystemError:
+          (ack.kind === 'combined' ? ack.isSystemError : undefined) ??
+          (typeof ack.response !== 'string' && responseIsSystemError(ack.response.response)),
+      };
+      if (typeof ack.response !== 'string') completion.activation = ack.response;
+      entry.answered = true;
+      entry.resolve(completion);
+    }
+    if (ack.kind === 'result') return;
+
+    this.#entries.delete(activationId);
+    clearTimeout(entry.timer);
+    const ranOn = this.#pool.get(ack.instance.instance) !== undefined ? ack.instance.instance : entry.invoker;
+    if (ranOn !== entry.invoker) {
+      this.#logger.warn({ activationId, scheduledOn: entry.invoker, completedBy: ack.instance.instance }, 'completion came from another invoker than the one scheduled');
+    }
+    this.#release(entry, ranOn);
+    const isSystemError = ack.isSystemError ?? false;
+    this.#recordResult(ranOn, isSystemError ? 'systemError' : 'success', now);
+    if (!entry.answered) {
+      entry.answered = true;
+      entry.resolve({ status: 'completed', activationId, invoker: ranOn, isSystemError });
+    }
+    this.#drainedCheck();
+  }
+
+  /**
+   * Stops accepting, waits up to `graceMs` for activations in flight, then
+   * force-completes the rest. Transports are closed by their owner after this.
+   */
+  async close(graceMs: number = 0): Promise<void> {
+    this.#closed = true;
+    if (this.#healthTimer !== undefined) clearInterval(this.#healthTimer);
+    for (const [id, test] of this.#tests) {
+      clearTimeout(test.timer);
+      this.#tests.delete(id);
+    }
+    if (this.#entries.size > 0 && graceMs > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.#drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#drained = undefined;
+    }
+    for (const entry of [...this.#entries.values()]) this.#force(entry, 'shutdown', 'the controller shut down before the activation completed');
+  }
+
+  #drainedCheck(): void {
+    if (this.#entries.size === 0) this.#drained?.();
+  }
+
+  /** Completes an activation that will not complete by itself; no-op if it already has. */
+  #force(entry: Entry, reason: 'timeout' | 'failed' | 'shutdown', error: string): void {
+    if (this.#entries.get(entry.activationId) !== entry) return;
+    this.#entries.delete(entry.activationId);
+    clearTimeout(entry.timer);
+    // Frees the connection of a push still waiting for its body.
+    entry.abort.abort();
+    this.#release(entry, entry.invoker);
+    // Upstream counts a forced completion as a timeout; a failed push is the
+    // invoker failing, so it counts as a system error (the seed does that).
+    if (reason !== 'shutdown') this.#recordResult(entry.invoker, reason === 'timeout' ? 'timeout' : 'systemError', this.#now());
+    this.#logger.warn({ activationId: entry.activationId, invoker: `invoker${entry.invoker}`, reason, error }, 'forced completion of activation');
+    if (!entry.answered) {
+      entry.answered = true;
+      entry.resolve({ status: 'forced', activationId: entry.activationId, invoker: entry.invoker, reason, isSystemError: true, error });
+    }
+    this.#drainedCheck();
+  }
+
+  #release(entry: Entry, index: number): void {
+    const invoker = this.#pool.get(index);
+    if (invoker === undefined) return;
+    try {
+      invoker.slots.releaseConcurrent(entry.actionKey, entry.concurrency, entry.memoryMb);
+    } catch (error) {
+      this.#logger.error({ activationId: entry.activationId, invoker: `invoker${index}`, error: (error as Error).message }, 'releasing the slot failed');
+    }
+  }
+
+  #recordResult(index: number, result: InvocationResult, now: number): void {
+    this.#pool.recordResult(index, result, now);
+    // Upstream sends the next test action at once after a success while
+    // unhealthy, to flush the errors out of the window quickly.
+    if (result === 'success' && this.#pool.status(index, now) === 'unhealthy') this.#sendHealthTest(index, now);
+  }
+
+  #sendDueHealthTests(): void {
+    if (this.#health === undefined || this.#closed) return;
+    const now = this.#now();
+    for (const invoker of this.#pool.all()) {
+      const status = invoker.health.status(now);
+      if (status !== 'unhealthy' && status !== 'unresponsive') continue;
+      const last = this.#lastTestAt.get(invoker.index);
+      if (last === undefined || now - last >= this.#health.intervalMs) this.#sendHealthTest(invoker.index, now);
+    }
+  }
+
+  #sendHealthTest(index: number, now: number): void {
+    const invoker = this.#pool.get(index);
+    if (this.#health === undefined || this.#closed || invoker === undefined) return;
+    if ([...this.#tests.values()].some((test) => test.invoker === index)) return;
+    this.#lastTestAt.set(index, now);
+    const msg = this.#healthTestMessage(now);
+    const activationId = msg.activationId;
+    // Upstream health tests hold no slot and have no forced completion; the
+    // timer only forgets a test that never answered.
+    const timer = setTimeout(() => this.#tests.delete(activationId), forcedCompletionDelayMs(0, this.#forced));
+    timer.unref();
+    this.#tests.set(activationId, { invoker: index, timer });
+    this.#logger.info({ invoker: `invoker${index}`, activationId }, 'sending a health test action');
+    this.#sendTo(invoker, msg).catch((error: unknown) => {
+      this.#logger.warn({ invoker: `invoker${index}`, activationId, error: (error as Error).message }, 'health test action failed');
+      this.#finishTest(activationId, 'systemError');
+    });
+  }
+
+  /** Delivers a message to one given invoker, outside scheduling; resolves when its completion was handled. */
+  async #sendTo(invoker: InvokerState, msg: ActivationMessage): Promise<void> {
+    const url = this.#options.invokerUrl(invoker.index);
+    if (url === undefined) {
+      if (this.#options.kafka === undefined) throw new Error(`invoker${invoker.index} has no URL and Kafka is not configured`);
+      return this.#options.kafka.publish(invoker.id, msg);
+    }
+    const result = await this.#options.pusher.push(url, msg).completion;
+    if (!result.ok) throw new Error(result.error);
+    this.handleAcknowledgement(result.ack);
+  }
+
+  #finishTest(activationId: string, result: InvocationResult): void {
+    const test = this.#tests.get(activationId);
+    if (test === undefined) return;
+    clearTimeout(test.timer);
+    this.#tests.delete(activationId);
+    this.#recordResult(test.invoker, result, this.#now());
+  }
+
+  #healthTestMessage(now: number): ActivationMessage {
+    const uuid = randomUUID();
+    const user: Identity = {
+      subject: HEALTH_NAMESPACE,
+      namespace: { name: HEALTH_NAMESPACE, uuid },
+      authkey: { api_key: `${uuid}:${generateActivationId()}${generateActivationId()}` },
+      rights: [],
+      limits: {},
+    };
+    return {
+      transid: { id: INVOKER_HEALTH_TRANSACTION, start: now },
+      action: healthTestActionName(this.#options.controller),
+      revision: null,
+      user,
+      activationId: generateActivationId(),
+      rootControllerIndex: this.#options.controller,
+      blocking: false,
+      initArgs: [],
+      lockedArgs: {},
+    };
+  }
+}

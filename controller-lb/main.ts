@@ -1,0 +1,116 @@
+/**
+ * Wiring only: configuration -> components -> listen; SIGTERM/SIGINT -> drain
+ * and close. Run: `node --import tsx controller-lb/main.ts` (see README.md).
+ */
+import { Kafka, logLevel } from 'kafkajs';
+import { createLogger } from '../invoker/telemetry/logger.js';
+import type { ControllerInstanceId } from '../protocol/index.js';
+import { CouchActionStore } from './action-store.js';
+import { buildApi } from './api.js';
+import { ControllerConfigError, describeConfig, loadConfig, type ControllerConfig } from './config.js';
+import { startKafkaHealthMonitor, startStaticHealthMonitor, type HealthMonitor } from './health-monitor.js';
+import { configuredInvokerId, InvokerPool } from './invoker-state.js';
+import { KafkaPath } from './kafka-path.js';
+import { kafkaLogCreator } from './kafka-support.js';
+import { LoadBalancer } from './load-balancer.js';
+import { PushClient } from './push-client.js';
+
+async function main(config: ControllerConfig): Promise<void> {
+  const logger = createLogger({ level: config.logLevel, base: { component: 'controller', controller: config.controllerId } });
+  logger.info({ config: describeConfig(config) }, 'starting controller');
+  const controller: ControllerInstanceId = { asString: config.controllerId };
+  const pool = new InvokerPool({ controllerCount: config.controllerCount });
+  const pusher = new PushClient({ token: config.invokeToken, tls: config.tls });
+
+  let balancer: LoadBalancer | undefined;
+  let kafkaPath: KafkaPath | undefined;
+  let monitor: HealthMonitor;
+  if (config.kafkaBrokers !== undefined) {
+    const kafka = new Kafka({
+      clientId: `controller${config.controllerId}`,
+      brokers: config.kafkaBrokers,
+      logLevel: logLevel.WARN,
+      logCreator: kafkaLogCreator(logger),
+    });
+    // Configured invokers show as down until their first ping.
+    config.invokerUrls.forEach((_url, index) => pool.register(configuredInvokerId(index, config.invokerUserMemoryMb)));
+    // Acks that arrive before the balancer exists are for no activation of this process.
+    kafkaPath = await KafkaPath.start({ kafka, controller, logger, onAcknowledgement: (ack) => balancer?.handleAcknowledgement(ack) });
+    monitor = await startKafkaHealthMonitor({ kafka, controller, pool, logger, topic: config.healthTopic });
+  } else {
+    monitor = startStaticHealthMonitor({
+      invokers: config.invokerUrls.map((url) => ({ url, userMemoryMb: config.invokerUserMemoryMb })),
+      pool,
+      logger,
+      tls: config.tls,
+    });
+  }
+
+  balancer = new LoadBalancer({
+    controller,
+    pool,
+    pusher,
+    kafka: kafkaPath,
+    invokerUrl: (index) => config.invokerUrls[index],
+    logger,
+    forcedCompletion: { extraMs: config.forcedCompletionExtraMs },
+  });
+
+  const actions = CouchActionStore.fromUrl(config.couchdbUrl, config.whisksDb);
+  if (config.healthActionKind !== '') {
+    // Not fatal: without it, test actions answer "not found", which still shows the invoker works.
+    await actions.ensureHealthTestAction(controller, config.healthActionKind).catch((error: unknown) => {
+      logger.warn({ error: (error as Error).message }, 'could not create the health test action');
+    });
+  }
+
+  const app = await buildApi({
+    balancer,
+    pool,
+    actions,
+    identity: config.identity,
+    controller,
+    logger,
+    blockingTimeoutMs: config.blockingTimeoutMs,
+  });
+  const address = await app.listen({ host: config.host, port: config.port });
+  logger.info({ address }, 'controller listening');
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, inFlight: balancer.inFlight }, 'stopping: draining activations in flight');
+    // New requests get 503 while the server closes; waiting callers are
+    // answered as their activations complete, or forced after the grace.
+    const closing = app.close();
+    await balancer.close(config.drainGraceMs);
+    await closing;
+    await Promise.all([monitor.stop(), kafkaPath?.close(), pusher.close()]);
+    logger.info('controller stopped');
+  };
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      stop(signal).then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, 'stopping the controller failed');
+          process.exit(1);
+        },
+      );
+    });
+  }
+}
+
+let config: ControllerConfig;
+try {
+  config = loadConfig(process.env);
+} catch (error) {
+  if (!(error instanceof ControllerConfigError)) throw error;
+  process.stderr.write(`${error.message}\n`);
+  process.exit(2);
+}
+main(config).catch((error: unknown) => {
+  process.stderr.write(`controller failed to start: ${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+});

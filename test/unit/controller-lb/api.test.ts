@@ -1,0 +1,207 @@
+import t, { type Test } from 'tap';
+import { parseActivationMessage, serializeActivationMessage } from '../../../protocol/index.js';
+import { silentLogger } from '../../../invoker/telemetry/logger.js';
+import { actionFromDocument, type ActionRecord, type ActionStore } from '../../../controller-lb/action-store.js';
+import { buildApi, mergeArguments } from '../../../controller-lb/api.js';
+import { InvokerPool } from '../../../controller-lb/invoker-state.js';
+import { LoadBalancer } from '../../../controller-lb/load-balancer.js';
+import { combined, completion, FakePusher, invokerId, settle } from './fixtures.js';
+
+const helloDoc = {
+  _id: 'guest/hello',
+  _rev: '3-abc',
+  entityType: 'action',
+  namespace: 'guest',
+  name: 'hello',
+  version: '0.0.2',
+  publish: false,
+  exec: { kind: 'nodejs:20', code: 'function main(p) { return p; }', binary: false },
+  parameters: [
+    { key: 'greeting', value: 'Hello' },
+    { key: 'DB_URL', value: 'http://db', init: true },
+    { key: 'secret', value: 'c2VjcmV0', encryption: 'aes-256' },
+  ],
+  limits: { timeout: 3000, memory: 128, logs: 10, concurrency: 1 },
+  annotations: [{ key: 'exec', value: 'nodejs:20' }],
+  updated: 1,
+};
+
+t.test('action documents: fields, defaults and named errors', async (t) => {
+  const action = actionFromDocument(helloDoc, 'guest/hello');
+  t.match(action, { path: 'guest', name: 'hello', version: '0.0.2', revision: '3-abc', kind: 'nodejs:20' });
+  t.same(action.limits, { timeoutMs: 3000, memoryMb: 128, concurrency: 1 });
+  t.same(action.parameters[1], { key: 'DB_URL', value: 'http://db', init: true });
+  t.same(action.parameters[2], { key: 'secret', value: 'c2VjcmV0', init: false, encryption: 'aes-256' });
+
+  const minimal = actionFromDocument({ _rev: '1-x', exec: { kind: 'blackbox' } }, 'guest/pkg/act');
+  t.match(minimal, { path: 'guest/pkg', name: 'act', version: '0.0.1', limits: { timeoutMs: 60_000, memoryMb: 256, concurrency: 1 } });
+  t.throws(() => actionFromDocument({ _rev: '1-x' }, 'guest/x'), /action guest\/x: exec.kind/);
+  t.throws(() => actionFromDocument({ ...helloDoc, limits: { memory: -1 } }, 'guest/hello'), /limits.memory must be a positive integer/);
+  t.throws(() => actionFromDocument({ ...helloDoc, parameters: [{ value: 1 }] }, 'guest/hello'), /parameters\[0\].key/);
+});
+
+t.test('arguments: request overrides defaults, init and locked arguments, final', async (t) => {
+  const action = actionFromDocument(helloDoc, 'guest/hello');
+  const merged = mergeArguments(action, { name: 'World', greeting: 'Hi' });
+  t.same(merged?.content, { greeting: 'Hi', DB_URL: 'http://db', secret: 'c2VjcmV0', name: 'World' });
+  t.same(merged?.initArgs, ['DB_URL']);
+  t.same(merged?.lockedArgs, { secret: 'aes-256' });
+  t.same(mergeArguments(action, { secret: 'plain' })?.lockedArgs, {}, 'a replaced locked value is no longer locked');
+  const proto = mergeArguments(action, JSON.parse('{"__proto__": {"x": 1}}') as Record<string, never>);
+  t.same(Object.keys(proto?.content ?? {}).includes('__proto__'), true, '__proto__ is a parameter like any other');
+
+  const final: ActionRecord = { ...action, annotations: [{ key: 'final', value: true }] };
+  t.equal(mergeArguments(final, { greeting: 'Hi' }), undefined);
+  t.ok(mergeArguments(final, { name: 'World' }), 'new keys are fine');
+});
+
+function fixture(t: Test) {
+  const pool = new InvokerPool({ controllerCount: 1 });
+  pool.recordPing(invokerId(0, 512), Date.now());
+  const pusher = new FakePusher();
+  const controller = { asString: '7' };
+  const lb = new LoadBalancer({ controller, pool, pusher, invokerUrl: () => 'http://invoker0:8080', logger: silentLogger(), healthTests: false });
+  // Forces whatever a failed assertion left in flight, so no request waits for minutes.
+  t.teardown(() => lb.close());
+  const docs = new Map<string, unknown>([
+    ['guest/hello', helloDoc],
+    ['guest/final', { ...helloDoc, name: 'final', annotations: [{ key: 'final', value: true }] }],
+  ]);
+  const actions: ActionStore = {
+    async get(path, name) {
+      const doc = docs.get(`${path}/${name}`);
+      if (name === 'broken') throw new Error('reading action guest/broken: ECONNREFUSED');
+      return doc === undefined ? undefined : actionFromDocument(doc, `${path}/${name}`);
+    },
+  };
+  const identity = {
+    subject: 'guest',
+    namespace: { name: 'guest', uuid: '23bc46b1-71f6-4ed5-8c54-816aa4f8c502' },
+    authkey: { api_key: '23bc46b1-71f6-4ed5-8c54-816aa4f8c502:key' },
+    rights: ['ACTIVATE'],
+    limits: {},
+  };
+  return { pool, pusher, lb, actions, identity, controller };
+}
+
+t.test('blocking invoke: builds the message, waits, answers with the activation', async (t) => {
+  const { pool, pusher, lb, actions, identity, controller } = fixture(t);
+  const app = await buildApi({ balancer: lb, pool, actions, identity, controller, logger: silentLogger() });
+  t.teardown(() => app.close());
+
+  const answer = app.inject({ method: 'POST', url: '/api/v1/namespaces/_/actions/hello?blocking=true', payload: { name: 'World' } });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const push = pusher.last();
+  // The message is what protocol/ would parse on the invoker side.
+  const wire = parseActivationMessage(serializeActivationMessage(push.msg));
+  t.match(wire, {
+    action: { path: 'guest', name: 'hello', version: '0.0.2' },
+    revision: '3-abc',
+    user: identity,
+    rootControllerIndex: { asString: '7' },
+    blocking: true,
+    content: { greeting: 'Hello', DB_URL: 'http://db', secret: 'c2VjcmV0', name: 'World' },
+    initArgs: ['DB_URL'],
+    lockedArgs: { secret: 'aes-256' },
+  });
+  t.match(wire.transid.id, /^[A-Za-z0-9]{32}$/);
+  t.equal(pool.get(0)?.slots.availableMb, 384, '128 MB taken');
+
+  push.acknowledge();
+  push.complete({ ok: true, ack: combined(push.msg, 0) });
+  const res = await answer;
+  t.equal(res.statusCode, 200);
+  t.equal(res.headers['x-openwhisk-activation-id'], push.msg.activationId);
+  t.match(res.json(), { activationId: push.msg.activationId, response: { statusCode: 0, result: { payload: 'Hello, World!' } } });
+  t.equal(pool.get(0)?.slots.availableMb, 512);
+});
+
+t.test('blocking invoke: ?result=true, error statuses, forced completion', async (t) => {
+  const { pool, pusher, lb, actions, identity, controller } = fixture(t);
+  const app = await buildApi({ balancer: lb, pool, actions, identity, controller, logger: silentLogger() });
+  t.teardown(() => app.close());
+  const url = '/api/v1/namespaces/guest/actions/hello?blocking=true';
+
+  let answer = app.inject({ method: 'POST', url: `${url}&result=true` });
+  await settleUntil(() => pusher.pushes.length === 1);
+  pusher.last().complete({ ok: true, ack: combined(pusher.last().msg, 0) });
+  let res = await answer;
+  t.equal(res.statusCode, 200);
+  t.same(res.json(), { payload: 'Hello, World!' }, 'no body: no parameters');
+
+  answer = app.inject({ method: 'POST', url, payload: {} });
+  await settleUntil(() => pusher.pushes.length === 2);
+  pusher.last().complete({ ok: true, ack: combined(pusher.last().msg, 0, 2) });
+  t.equal((await answer).statusCode, 502, 'developer error: 502');
+
+  answer = app.inject({ method: 'POST', url, payload: {} });
+  await settleUntil(() => pusher.pushes.length === 3);
+  pusher.last().complete({ ok: true, ack: combined(pusher.last().msg, 0, 3) });
+  t.equal((await answer).statusCode, 500, 'system error: 500');
+
+  answer = app.inject({ method: 'POST', url, payload: {} });
+  await settleUntil(() => pusher.pushes.length === 4);
+  pusher.last().refuse('connect ECONNREFUSED');
+  res = await answer;
+  t.equal(res.statusCode, 500);
+  t.match(res.json(), { error: /did not complete: the invoker could not be reached/, activationId: pusher.last().msg.activationId });
+});
+
+t.test('non-blocking invoke: 202 once acknowledged, 502 when refused', async (t) => {
+  const { pool, pusher, lb, actions, identity, controller } = fixture(t);
+  const app = await buildApi({ balancer: lb, pool, actions, identity, controller, logger: silentLogger() });
+  t.teardown(() => app.close());
+  const url = '/api/v1/namespaces/guest/actions/hello';
+
+  let answer = app.inject({ method: 'POST', url, payload: { a: 1 } });
+  await settleUntil(() => pusher.pushes.length === 1);
+  t.equal(pusher.last().msg.blocking, false);
+  pusher.last().acknowledge();
+  let res = await answer;
+  t.equal(res.statusCode, 202);
+  t.same(res.json(), { activationId: pusher.last().msg.activationId });
+  pusher.last().complete({ ok: true, ack: completion(pusher.last().msg, 0) });
+  await settle();
+  t.equal(lb.inFlight, 0);
+
+  answer = app.inject({ method: 'POST', url, payload: {} });
+  await settleUntil(() => pusher.pushes.length === 2);
+  pusher.last().refuse('HTTP 503');
+  res = await answer;
+  t.equal(res.statusCode, 502);
+  t.match(res.json(), { error: /could not be handed to an invoker/, code: /^[A-Za-z0-9]{32}$/ });
+});
+
+t.test('refusals: unknown action, bad body, store down, final parameters, no invokers, blocking timeout', async (t) => {
+  const { pool, pusher, lb, actions, identity, controller } = fixture(t);
+  const app = await buildApi({ balancer: lb, pool, actions, identity, controller, logger: silentLogger(), blockingTimeoutMs: 50 });
+  t.teardown(() => app.close());
+  const post = (url: string, payload?: unknown, contentType = 'application/json') =>
+    app.inject({ method: 'POST', url, headers: { 'content-type': contentType }, ...(payload !== undefined ? { payload: payload as string } : {}) });
+
+  t.equal((await post('/api/v1/namespaces/guest/actions/nope', {})).statusCode, 404);
+  t.equal((await post('/api/v1/namespaces/guest/actions/hello', '[1]')).statusCode, 400);
+  t.equal((await post('/api/v1/namespaces/guest/actions/hello', '{oops')).statusCode, 400);
+  t.equal((await post('/api/v1/namespaces/guest/actions/broken', {})).statusCode, 502);
+  const final = await post('/api/v1/namespaces/guest/actions/final', { greeting: 'Hi' });
+  t.equal(final.statusCode, 400);
+  t.match(final.json(), { error: /parameters that are not allowed/ });
+
+  // Still running after the blocking wait: 202 with the id.
+  const slow = await post('/api/v1/namespaces/guest/actions/hello?blocking=true', {});
+  t.equal(slow.statusCode, 202);
+  t.same(slow.json(), { activationId: pusher.last().msg.activationId });
+
+  pool.recordPing(invokerId(0, 512), Date.now(), false);
+  const none = await post('/api/v1/namespaces/guest/actions/hello', {});
+  t.equal(none.statusCode, 503);
+  t.match(none.json(), { error: 'No invokers available.' });
+
+  t.same((await app.inject({ method: 'GET', url: '/invokers' })).json(), { invoker0: 'down' });
+  t.match((await app.inject({ method: 'GET', url: '/invokers/slots' })).json(), { invoker0: { status: 'down', slotMemoryMb: 512 } });
+});
+
+async function settleUntil(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  if (!condition()) throw new Error('condition not reached');
+}
