@@ -243,6 +243,8 @@ async function drain(parts: {
   await step('stopping Kafka intake', async () => kafka?.stopIntake());
   const idle = await core.whenIdle(config.drainTimeoutMs);
   if (!idle) logger.warn({ inFlight: core.inFlight(), drainTimeoutMs: config.drainTimeoutMs }, 'drain timed out');
+  // Kafka completions go out after the core answers; let those sends settle.
+  if (idle) await step('sending Kafka completions', async () => kafka?.feed.whenIdle());
   await step('closing the HTTP server', () => parts.http.close());
   await step('closing Kafka', async () => {
     await parts.kafkaAdmin?.disconnect();
