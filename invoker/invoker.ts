@@ -148,16 +148,14 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     healthPingIntervalMs: config.healthPingIntervalMs,
   });
   let kafkaAdmin: Admin | undefined;
-  if (kafka) {
-    await kafka.start();
-    kafkaAdmin = kafka.kafka.admin();
-    await kafkaAdmin.connect();
-  } else {
-    logger.warn('no Kafka brokers configured (KAFKA_BROKERS): HTTP push only, no health pings');
-  }
+  // Ready only once every part has started: probes must not route work to a half-started invoker.
+  let started = false;
 
   const checks = async (): Promise<HealthCheckResult[]> => {
     const results = [
+      check('startup', async () => {
+        if (!started) throw new Error('still starting');
+      }),
       check('docker', () => docker.ping()),
       check('store', async () => {
         const health = writer.health();
@@ -177,7 +175,9 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     controls: {
       enable: () => {
         admission.enable();
-        kafka?.pinger.enable();
+        // Draining is one-way: an /enable during the drain must not announce
+        // the invoker to the controllers again (its feed has stopped).
+        if (!admission.isDraining()) kafka?.pinger.enable();
       },
       disable: () => {
         admission.disable();
@@ -198,8 +198,23 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     },
     instanceName: `invoker${config.invokerId}`,
   });
+  // Listen before the first enabled ping: a controller that sees the ping may push at once.
   const { port } = await http.listen(config.httpHost, config.httpPort);
+  if (kafka) {
+    try {
+      await kafka.start();
+      kafkaAdmin = kafka.kafka.admin();
+      await kafkaAdmin.connect();
+    } catch (error) {
+      await http.close();
+      await writer.close({ timeoutMs: 5000 });
+      throw new Error(`starting the Kafka side: ${(error as Error).message}`, { cause: error });
+    }
+  } else {
+    logger.warn('no Kafka brokers configured (KAFKA_BROKERS): HTTP push only, no health pings');
+  }
   pool.start();
+  started = true;
   logger.info(
     { port, tls: config.tls !== undefined, kafka: kafka !== undefined, userMemoryMb: config.userMemoryMb },
     'invoker ready',
