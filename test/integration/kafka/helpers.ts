@@ -195,19 +195,8 @@ export class StubCore implements ActivationHandler, Admission {
   }
 }
 
-export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { withTimeout } from '../../helpers/timeout.js';
+export { withTimeout };
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

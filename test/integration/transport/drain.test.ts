@@ -11,34 +11,17 @@ import { InvokerTestbed, responseOf } from '../../helpers/invoker-harness.js';
 import {
   ADMIN_AUTH,
   ADMIN_ENV,
-  connectedProducer,
-  createTopics,
-  deleteTopicsAndGroups,
   env,
   invokerContainers,
-  removeContainersAtTeardown,
   sleepingAction,
-  testKafka,
   TopicReader,
-  uniqueController,
   waitUntil,
   withTimeout,
+  kafkaTransportFixture,
 } from './helpers.js';
 
 const bed = new InvokerTestbed(t);
-const controller = uniqueController();
-const invokerTopic = `invoker${bed.invokerId}`;
-const completedTopic = `completed${controller}`;
-const kafka = testKafka(`transport-drain-test-${bed.invokerId}`);
-
-t.teardown(() => deleteTopicsAndGroups(kafka, [invokerTopic, completedTopic], [invokerTopic]));
-removeContainersAtTeardown(t, bed.invokerId);
-await bed.createDatabases();
-await createTopics(kafka, [completedTopic]);
-const completions = await TopicReader.open(kafka, completedTopic, { fromBeginning: true });
-t.teardown(() => completions.close());
-const producer = await connectedProducer(kafka);
-t.teardown(() => producer.disconnect());
+const { controller, invokerTopic, kafka, completions, producer } = await kafkaTransportFixture(t, bed, 'transport-drain-test');
 const sleeper = { name: 'sleeper', ...(await bed.putAction({ name: 'sleeper', code: sleepingAction(2000) })) };
 
 t.test('SIGTERM with an HTTP and a Kafka activation in flight', async (t) => {

@@ -10,6 +10,7 @@ import { Partitioners, type Consumer, type Kafka, type Producer } from 'kafkajs'
 import { createKafkaClient } from '../../../invoker/kafka/client.js';
 import { createLogger, silentLogger, type Logger } from '../../../invoker/telemetry/logger.js';
 import { testEnvironment } from '../../helpers/env.js';
+import type { InvokerTestbed } from '../../helpers/invoker-harness.js';
 
 export const env = testEnvironment();
 export const docker = new Dockerode();
@@ -186,19 +187,8 @@ export function valueOf(samples: Sample[], name: string, labels: Record<string, 
   return found[0]?.value;
 }
 
-export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { withTimeout } from '../../helpers/timeout.js';
+export { withTimeout };
 
 export async function waitUntil(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -209,3 +199,25 @@ export async function waitUntil(condition: () => Promise<boolean> | boolean, wha
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * What a Kafka end-to-end test needs around its invoker: a controller index
+ * and completed<C> topic of its own, a reader on it and a producer, all
+ * removed at teardown (with invoker<N>, its group and the invoker's containers).
+ */
+export async function kafkaTransportFixture(t: TapLike, bed: InvokerTestbed, name: string) {
+  const controller = uniqueController();
+  const invokerTopic = `invoker${bed.invokerId}`;
+  const completedTopic = `completed${controller}`;
+  const kafka = testKafka(`${name}-${bed.invokerId}`);
+  // Teardowns run last-registered first: the invoker stops before its topics go.
+  t.teardown(() => deleteTopicsAndGroups(kafka, [invokerTopic, completedTopic], [invokerTopic]));
+  removeContainersAtTeardown(t, bed.invokerId);
+  await bed.createDatabases();
+  await createTopics(kafka, [completedTopic]);
+  const completions = await TopicReader.open(kafka, completedTopic, { fromBeginning: true });
+  t.teardown(() => completions.close());
+  const producer = await connectedProducer(kafka);
+  t.teardown(() => producer.disconnect());
+  return { controller, invokerTopic, completedTopic, kafka, completions, producer };
+}

@@ -16,36 +16,18 @@ import { InvokerTestbed, responseOf } from '../../helpers/invoker-harness.js';
 import {
   ADMIN_AUTH,
   ADMIN_ENV,
-  connectedProducer,
-  createTopics,
-  deleteTopicsAndGroups,
   env,
   parseExposition,
-  removeContainersAtTeardown,
   samplesOf,
   sleep,
-  testKafka,
   TopicReader,
-  uniqueController,
   valueOf,
+  kafkaTransportFixture,
 } from './helpers.js';
 import { request } from 'undici';
 
 const bed = new InvokerTestbed(t);
-const controller = uniqueController();
-const invokerTopic = `invoker${bed.invokerId}`;
-const completedTopic = `completed${controller}`;
-const kafka = testKafka(`transport-kafka-test-${bed.invokerId}`);
-
-// Teardowns run last-registered first: the invoker stops before its topics go.
-t.teardown(() => deleteTopicsAndGroups(kafka, [invokerTopic, completedTopic], [invokerTopic]));
-removeContainersAtTeardown(t, bed.invokerId);
-await bed.createDatabases();
-await createTopics(kafka, [completedTopic]);
-const completions = await TopicReader.open(kafka, completedTopic, { fromBeginning: true });
-t.teardown(() => completions.close());
-const producer = await connectedProducer(kafka);
-t.teardown(() => producer.disconnect());
+const { controller, invokerTopic, completedTopic, kafka, completions, producer } = await kafkaTransportFixture(t, bed, 'transport-kafka-test');
 
 const invoker = await bed.start({
   ...ADMIN_ENV,
