@@ -307,7 +307,9 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
         const initEnd = this.now();
         record.initialized(initStart, initEnd);
         this.deps.metrics.initSeconds.observe((initEnd - initStart) / 1000);
-        const exit = initResult.kind === 'response' ? undefined : await container.inspectExit().catch(() => undefined);
+        // Only a dropped connection can mean an OOM kill (upstream checks only then); after a
+        // timeout the container is still running and inspectExit() would wait its full second.
+        const exit = initResult.kind === 'connection-failed' ? await container.inspectExit().catch(() => undefined) : undefined;
         const failure = classifyInit(initResult, timeoutMs, exit);
         if (failure) {
           record.respond(failure, initResult.kind === 'timeout');
@@ -330,7 +332,7 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
         event.brokenWarmContainer = container.name;
         return true;
       }
-      const exit = runResult.kind === 'response' ? undefined : await container.inspectExit().catch(() => undefined);
+      const exit = runResult.kind === 'connection-failed' ? await container.inspectExit().catch(() => undefined) : undefined;
       const response = classifyRun(runResult, timeoutMs, this.deps.payloadLimitBytes, exit);
       record.ran(runEnd, response, runResult.kind === 'timeout');
       const logs = await this.collectLogs(container, logLimitBytes, trace);
