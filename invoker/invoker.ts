@@ -8,9 +8,9 @@ import Docker from 'dockerode';
 import type { Admin } from 'kafkajs';
 import { hostname } from 'node:os';
 import {
-  activationDocumentJson,
   megabytes,
   ParameterDecryptor,
+  serializeActivationDocument,
   type InvokerInstanceId,
   type KeyMaterial,
 } from '../protocol/index.js';
@@ -24,7 +24,7 @@ import type { ActivationHandler } from './invocation/activation-handler.js';
 import { InvokerAdmission } from './invocation/admission.js';
 import { InvocationCore } from './invocation/invocation-core.js';
 import { createKafkaSide, type KafkaSide } from './kafka/index.js';
-import { ContainerPool } from './pool/container-pool.js';
+import { ContainerPool, type PoolSnapshot } from './pool/container-pool.js';
 import { defaultRuntimeManifest, parseRuntimeManifest, type RuntimeManifest } from './runtime-manifest.js';
 import { ActionStore } from './store/action-store.js';
 import { ActivationWriter } from './store/activation-writer.js';
@@ -47,6 +47,9 @@ export interface RunningInvoker {
   /** The bound HTTP port (useful when configured as 0). */
   readonly port: number;
   readonly metrics: InvokerMetrics;
+  /** The invocation core both transports feed (for in-process callers such as benchmarks). */
+  readonly handler: ActivationHandler;
+  poolSnapshot(): PoolSnapshot;
   /**
    * Drain and stop: refuse new work, stop consuming Kafka (disabled ping),
    * let in-flight activations finish within the drain timeout, flush records,
@@ -127,7 +130,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     actions: storeActionSource(actionStore),
     containers: pool,
     images: manifestImages(manifest, factory),
-    records: { store: (document) => writer.store(activationDocumentJson(document) as { _id: string }) },
+    records: { store: (document) => writer.storeSerialized(document._id, serializeActivationDocument(document)) },
     decryptor: buildDecryptor(config.lockedArgsKeys),
     payloadLimitBytes: config.payloadLimitBytes,
     metrics,
@@ -225,6 +228,8 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     instance,
     port,
     metrics,
+    handler: core,
+    poolSnapshot: () => pool.snapshot(),
     shutdown() {
       shutdown ??= drain({ config, logger, admission, kafka, kafkaAdmin, core, http, writer, pool, factory, actionStore });
       return shutdown;

@@ -298,14 +298,23 @@ export class ActivationWriter {
     if (typeof id !== 'string' || id === '') {
       return Promise.reject(new Error('storing an activation record: it has no string _id'));
     }
-    const journal = this.journal;
-    if (journal === undefined) return Promise.reject(new Error(`storing activation record ${id}: the activation writer is not started`));
     let json: string;
     try {
       json = JSON.stringify(record);
     } catch (err) {
       return Promise.reject(new Error(`storing activation record ${id}: it cannot be serialised: ${(err as Error).message}`, { cause: err }));
     }
+    return this.storeSerialized(id, json);
+  }
+
+  /**
+   * `store()` for a record already serialized (by protocol's serializer, in
+   * upstream's field order): the hot path then serializes each record once.
+   * `json` must be a JSON object whose `_id` is `id`.
+   */
+  storeSerialized(id: string, json: string): Promise<void> {
+    const journal = this.journal;
+    if (journal === undefined) return Promise.reject(new Error(`storing activation record ${id}: the activation writer is not started`));
     this.counters.accepted++;
     this.awaitingJournal++;
     return journal.append(id, json).then(

@@ -23,31 +23,17 @@
  *
  *   node --import tsx test/bench/core.bench.ts
  */
-import { rm } from 'node:fs/promises';
 import Dockerode from 'dockerode';
 import { Client } from 'undici';
 import {
-  activationDocumentJson,
-  megabytes,
   runBody,
   serializeActivationMessage,
   type ActivationMessage,
-  type InvokerInstanceId,
 } from '../../protocol/index.js';
 import { ActionContainer, ContainerFactory } from '../../invoker/docker/index.js';
-import { createInvokerHttpServer } from '../../invoker/http/server.js';
-import { InvokerAdmission } from '../../invoker/invocation/admission.js';
-import { InvocationCore } from '../../invoker/invocation/invocation-core.js';
-import { ContainerPool } from '../../invoker/pool/container-pool.js';
-import { defaultRuntimeManifest } from '../../invoker/runtime-manifest.js';
-import { ActionStore } from '../../invoker/store/action-store.js';
-import { ActivationWriter } from '../../invoker/store/activation-writer.js';
 import { silentLogger } from '../../invoker/telemetry/logger.js';
-import { InvokerMetrics } from '../../invoker/telemetry/metrics.js';
 import { defaultTracer } from '../../invoker/telemetry/tracing.js';
-import { storeActionSource } from '../../invoker/wiring/action-source.js';
-import { dockerContainerProvider } from '../../invoker/wiring/container-provider.js';
-import { manifestImages } from '../../invoker/wiring/images.js';
+import type { RunningInvoker } from '../../invoker/invoker.js';
 import { InvokerTestbed } from '../helpers/invoker-harness.js';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Tracer } from '@opentelemetry/api';
@@ -105,60 +91,21 @@ function phases(): string {
 
 const teardowns: Array<() => unknown> = [];
 const bed = new InvokerTestbed({ teardown: (fn) => teardowns.push(fn) });
-const config = bed.config({ INVOKER_USER_MEMORY_MB: String(USER_MEMORY_MB) });
-const logger = silentLogger();
 const docker = new Dockerode();
-
+// The engine-alone baseline gets a factory (and invoker id) of its own.
 const factory = new ContainerFactory({
-  invokerId: config.invokerId,
-  userMemoryMb: config.userMemoryMb,
-  apiHost: config.apiHost,
-  network: config.dockerNetwork,
-  maxResponseBytes: config.payloadLimitBytes,
+  invokerId: bed.invokerId + 1,
+  userMemoryMb: USER_MEMORY_MB,
+  apiHost: 'https://localhost',
+  network: bed.env.dockerNetwork,
   docker,
-  logger,
+  logger: silentLogger(),
 });
-const manifest = defaultRuntimeManifest({ image: config.nodejsImage, stemCells: [{ count: 1, memoryMb: STEM_MB }] });
-const pool = new ContainerPool<ActionContainer>({
-  provider: dockerContainerProvider(factory),
-  logger,
-  userMemoryMb: config.userMemoryMb,
-  stemCells: manifest.stemCells(),
-  // No pausing while measuring.
-  pauseGraceMs: 600_000,
-  idleTimeoutMs: config.idleTimeoutMs,
-});
-const actionStore = new ActionStore({ url: config.couchdbUrl, database: config.whisksDb, cacheSize: 128, logger });
-const writer = new ActivationWriter({ url: config.couchdbUrl, database: config.activationsDb, journalDir: config.journalDir, logger });
-const metrics = new InvokerMetrics({ invokerId: config.invokerId, processMetrics: false });
-const instance: InvokerInstanceId = { instance: config.invokerId, userMemory: megabytes(USER_MEMORY_MB), tags: [], dedicatedNamespaces: [] };
-const core = new InvocationCore<ActionContainer>({
-  instance,
-  actions: storeActionSource(actionStore),
-  containers: pool,
-  images: manifestImages(manifest, factory),
-  records: { store: (document) => writer.store(activationDocumentJson(document) as { _id: string }) },
-  decryptor: undefined,
-  payloadLimitBytes: config.payloadLimitBytes,
-  metrics,
-  tracer,
-  logger,
-});
-const admission = new InvokerAdmission(USER_MEMORY_MB, () => core.inFlight());
-const http = createInvokerHttpServer({
-  handler: core,
-  admission,
-  controls: { enable: () => undefined, disable: () => undefined, isEnabled: () => true },
-  health: { checks: async () => [], draining: () => false },
-  metrics,
-  poolSnapshot: () => pool.snapshot(),
-  logger,
-  config: { invokeBodyLimitBytes: config.payloadLimitBytes + 65_536 },
-});
+let running: RunningInvoker | undefined;
 
 async function handle(message: ActivationMessage): Promise<{ ms: number; completion: string; statusCode: number }> {
   const t0 = performance.now();
-  const outcome = await core.handle({ message, transport: 'http', receivedAt: Date.now() });
+  const outcome = await running!.handler.handle({ message, transport: 'http', receivedAt: Date.now() });
   const took = performance.now() - t0;
   if (outcome.statusCode !== 0) throw new Error(`activation failed: ${outcome.completion}`);
   return { ms: took, completion: outcome.completion, statusCode: outcome.statusCode };
@@ -167,7 +114,7 @@ async function handle(message: ActivationMessage): Promise<{ ms: number; complet
 async function waitForStemCell(): Promise<string> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const cell = pool.snapshot().containers.find((c) => c.state === 'prewarm');
+    const cell = running!.poolSnapshot().containers.find((c) => c.state === 'prewarm');
     if (cell?.id) return cell.id;
     if (Date.now() > deadline) throw new Error('no prewarm container within 60 s');
     await sleep(20);
@@ -177,18 +124,27 @@ async function waitForStemCell(): Promise<string> {
 try {
   await bed.createDatabases();
   await factory.removeInvokerContainers();
-  await writer.start();
-  const { port } = await http.listen('127.0.0.1', 0);
-  pool.start();
+  const invoker = await bed.start(
+    {
+      INVOKER_USER_MEMORY_MB: String(USER_MEMORY_MB),
+      // No pausing while measuring.
+      INVOKER_PAUSE_GRACE_MS: '600000',
+      INVOKER_PREWARM_COUNT: '1',
+      INVOKER_PREWARM_MEMORY_MB: String(STEM_MB),
+    },
+    { tracer },
+  );
+  running = invoker.running!;
+  const port = running.port;
 
   // ---- 1. warm
   const { rev } = await bed.putAction({ name: 'warm', code: CODE, limits: { memory: ACTION_MB } });
   const warmAction = { name: 'warm', rev };
   await handle(bed.message(warmAction, { content: { name: 'cold' } }));
-  const entry = pool.snapshot().containers.find((c) => c.warmKey?.includes('|guest/warm@'));
+  const entry = running!.poolSnapshot().containers.find((c) => c.warmKey?.includes('|guest/warm@'));
   if (!entry?.id) throw new Error('warm container not in the pool');
   const info = await docker.getContainer(entry.id).inspect();
-  const ip = info.NetworkSettings.Networks[config.dockerNetwork]?.IPAddress;
+  const ip = info.NetworkSettings.Networks[bed.env.dockerNetwork]?.IPAddress;
   if (!ip) throw new Error('no container IP');
 
   const direct = new Client(`http://${ip}:8080`);
@@ -277,7 +233,7 @@ try {
     let aloneContainer: ActionContainer | undefined;
     const alone = async () => {
       const t0 = performance.now();
-      aloneContainer = await factory.create({ image: config.nodejsImage, kind: 'nodejs:20', memoryMb: ACTION_MB, action: { namespace: 'guest', path: 'guest', name: `alone${i}` } });
+      aloneContainer = await factory.create({ image: bed.env.actionImageNodejs, kind: 'nodejs:20', memoryMb: ACTION_MB, action: { namespace: 'guest', path: 'guest', name: `alone${i}` } });
       createAlone.push(performance.now() - t0);
     };
     const throughCore = async () => {
@@ -306,7 +262,7 @@ try {
     prewarmCore.push((await handle(bed.message({ name: `pw${i}`, rev: pw.rev }, { content: { name: 'World' } }))).ms);
     recording = false;
     prewarmPhases = phases();
-    const ranOn = pool.snapshot().containers.find((x) => x.warmKey?.includes(`|guest/pw${i}@`));
+    const ranOn = running!.poolSnapshot().containers.find((x) => x.warmKey?.includes(`|guest/pw${i}@`));
     if (ranOn?.id !== stemId) prewarmMisses++;
   }
   const ca = stats(createAlone);
@@ -326,11 +282,6 @@ try {
   console.log(`   ratio prewarm/cold p50 ${(pc.p50 / cc.p50).toFixed(2)}x; saves ${ms(cc.p50 - pc.p50, 1)} at p50`);
   console.log('   (record store throughput through the writer: test/bench/store.bench.ts)');
 } finally {
-  await http.close().catch(() => undefined);
-  await pool.drain(5_000).catch(() => undefined);
-  await writer.close({ timeoutMs: 10_000 }).catch(() => undefined);
-  actionStore.close();
   await factory.removeInvokerContainers().catch(() => undefined);
   for (const fn of teardowns.reverse()) await Promise.resolve(fn()).catch(() => undefined);
-  await rm(config.journalDir, { recursive: true, force: true });
 }
