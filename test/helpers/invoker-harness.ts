@@ -24,6 +24,7 @@ import { startInvoker, type RunningInvoker } from '../../invoker/invoker.js';
 import { createLogger, silentLogger, type Logger } from '../../invoker/telemetry/logger.js';
 import type { Tracer } from '@opentelemetry/api';
 import { testEnvironment, uniqueName } from './env.js';
+import { guestIdentity } from './identity.js';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -182,13 +183,7 @@ export class InvokerTestbed {
       transid: generateTransactionId(),
       action: { path, name: action.name, version: '0.0.1' },
       revision: action.rev,
-      user: {
-        subject: ns,
-        namespace: { name: ns, uuid: '23bc46b1-71f6-4ed5-8c54-816aa4f8c502' },
-        authkey: { api_key: '23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZ' },
-        rights: ['READ', 'PUT', 'DELETE', 'ACTIVATE'],
-        limits: {},
-      },
+      user: guestIdentity(ns),
       activationId: generateActivationId(),
       rootControllerIndex: { asString: options.controller ?? '0' },
       blocking: options.blocking ?? true,

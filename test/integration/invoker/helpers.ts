@@ -3,6 +3,7 @@
  * Importing this file has no side effects; every test file builds its own
  * InvokerTestbed.
  */
+import type { ContainerSnapshot } from '../../../invoker/pool/types.js';
 import Dockerode from 'dockerode';
 import type { AcknowledgementMessage, WhiskActivation } from '../../../protocol/index.js';
 import type { TestInvoker } from '../../helpers/invoker-harness.js';
@@ -36,17 +37,8 @@ export function hasAnnotation(record: { annotations: Array<{ key: string; value:
   return record.annotations.some((a) => a.key === key);
 }
 
-export interface PoolEntry {
-  id: string | null;
-  name: string | null;
-  state: string;
-  kind: string;
-  memoryMb: number;
-  warmKey?: string;
-  inFlight: number;
-  idleMs: number;
-  origin: 'prewarm' | 'cold';
-}
+/** One container of GET /pool. */
+export type PoolEntry = ContainerSnapshot;
 
 export async function poolOf(invoker: TestInvoker): Promise<PoolEntry[]> {
   const answer = await invoker.get('/pool');

@@ -4,6 +4,7 @@
  * end-to-end test with the real core lives elsewhere), readers of the topics
  * the invoker writes, and ways to look at the group's committed offsets.
  */
+import { guestIdentity } from '../../helpers/identity.js';
 import { randomInt } from 'node:crypto';
 import { Kafka, Partitioners, type Admin, type Consumer, type Producer } from 'kafkajs';
 import {
@@ -53,13 +54,7 @@ export function activationMessage(controllerId: string, overrides: Partial<Activ
     transid: { id: 'kLkNPqEcNHFgyuhl0tsV5JlmdYnuvNNa', start: 1717171717171 },
     action: { path: 'guest', name: 'hello', version: '0.0.1' },
     revision: '1-6b0c4c2f8a3e',
-    user: {
-      subject: 'guest',
-      namespace: { name: 'guest', uuid: '23bc46b1-71f6-4ed5-8c54-816aa4f8c502' },
-      authkey: { api_key: '23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZ' },
-      rights: ['READ', 'PUT', 'DELETE', 'ACTIVATE'],
-      limits: {},
-    },
+    user: guestIdentity(),
     activationId: generateActivationId(),
     rootControllerIndex: { asString: controllerId },
     blocking: true,
