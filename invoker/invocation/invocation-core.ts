@@ -175,11 +175,14 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
       event.reason = reason;
       record.respond(error instanceof ActivationEnded ? error.response : whiskError(FAILED_TO_PROVISION));
     }
-    const outcome = await this.finish(request, record, trace, event);
-    this.inFlightCount--;
-    for (const listener of this.finishListeners) listener();
-    if (this.inFlightCount === 0) for (const waiter of [...this.idleWaiters]) waiter();
-    return outcome;
+    try {
+      return await this.finish(request, record, trace, event);
+    } finally {
+      // Even if building the completion failed, capacity and drain bookkeeping must not leak.
+      this.inFlightCount--;
+      for (const listener of this.finishListeners) listener();
+      if (this.inFlightCount === 0) for (const waiter of [...this.idleWaiters]) waiter();
+    }
   }
 
   private async execute(
