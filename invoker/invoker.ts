@@ -88,6 +88,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     maxResponseBytes: config.payloadLimitBytes,
     docker,
     logger: logger.child({ component: 'docker' }),
+    observe: (operation, seconds, outcome) => metrics.dockerOperationSeconds.observe({ operation, outcome }, seconds),
   });
   // Containers of an earlier run of this invoker id (a crash, a restart) are stale.
   const stale = await factory.removeInvokerContainers();

@@ -15,7 +15,7 @@ import type Dockerode from 'dockerode';
 import { imagePullFailed } from '../../protocol/error-texts.js';
 import { silentLogger, type Logger } from '../telemetry/logger.js';
 import { ActionContainer } from './action-container.js';
-import { DockerEngine, DockerTimeoutError, Semaphore, type DockerTimeouts } from './docker-engine.js';
+import { DockerEngine, DockerTimeoutError, Semaphore, type DockerCallObserver, type DockerTimeouts } from './docker-engine.js';
 import { DEFAULT_MAX_LINE_BYTES, LogClock } from './log-lines.js';
 import { RuntimeClient } from './runtime-client.js';
 
@@ -82,6 +82,8 @@ export interface ContainerFactoryOptions {
   /** A configured dockerode client; default from DOCKER_HOST or the default socket. */
   docker?: Dockerode;
   logger?: Logger;
+  /** Told the duration of every engine call (metrics). */
+  observe?: DockerCallObserver;
 }
 
 /** What to run. */
@@ -143,7 +145,11 @@ export class ContainerFactory {
     }
     if (!(options.userMemoryMb > 0)) throw new Error(`userMemoryMb must be positive, got ${options.userMemoryMb}`);
     this.network = options.network ?? 'bridge';
-    this.engine = new DockerEngine({ ...(options.docker ? { docker: options.docker } : {}), ...(options.timeouts ? { timeouts: options.timeouts } : {}) });
+    this.engine = new DockerEngine({
+      ...(options.docker ? { docker: options.docker } : {}),
+      ...(options.timeouts ? { timeouts: options.timeouts } : {}),
+      ...(options.observe ? { observe: options.observe } : {}),
+    });
     this.creates = new Semaphore(options.maxParallelCreates ?? 10);
     this.hardening = { ...DEFAULT_HARDENING, ...options.hardening };
     this.logger = options.logger ?? silentLogger();

@@ -149,7 +149,11 @@ export interface DockerEngineOptions {
   /** A configured client; default: from DOCKER_HOST or the default socket. */
   docker?: Dockerode;
   timeouts?: Partial<DockerTimeouts>;
+  /** Told the duration of every engine call, e.g. for a metrics histogram. */
+  observe?: DockerCallObserver;
 }
+
+export type DockerCallObserver = (operation: string, seconds: number, outcome: 'ok' | 'error') => void;
 
 type WithSignal<T> = T & { abortSignal?: AbortSignal };
 
@@ -165,9 +169,11 @@ function message(error: unknown): string {
 export class DockerEngine {
   readonly timeouts: Readonly<DockerTimeouts>;
   private readonly docker: Dockerode;
+  private readonly observe: DockerCallObserver | undefined;
 
   constructor(options: DockerEngineOptions = {}) {
     this.docker = options.docker ?? new Dockerode();
+    this.observe = options.observe;
     this.timeouts = Object.freeze({ ...DEFAULT_DOCKER_TIMEOUTS, ...options.timeouts });
   }
 
@@ -201,7 +207,7 @@ export class DockerEngine {
       },
     };
     const what = `creating container ${req.name} from ${req.image}`;
-    const container = await this.call(what, this.timeouts.runMs, (abortSignal) =>
+    const container = await this.call('create', what, this.timeouts.runMs, (abortSignal) =>
       this.docker.createContainer({ ...opts, abortSignal }),
     );
     return container.id;
@@ -216,19 +222,19 @@ export class DockerEngine {
     const opts: WithSignal<Dockerode.ContainerAttachOptions> = { stream: true, stdout: true, stderr: true };
     // The timer is cleared once the stream is handed over, so the signal can only
     // fire while we still wait for the response head, never cutting the output later.
-    return this.call(`attaching to container ${name}`, this.timeouts.runMs, async (abortSignal) => {
+    return this.call('attach', `attaching to container ${name}`, this.timeouts.runMs, async (abortSignal) => {
       return (await this.docker.getContainer(id).attach({ ...opts, abortSignal })) as unknown as Readable;
     });
   }
 
   async start(id: string, name: string): Promise<void> {
-    await this.call(`starting container ${name}`, this.timeouts.runMs, (abortSignal) =>
+    await this.call('start', `starting container ${name}`, this.timeouts.runMs, (abortSignal) =>
       this.docker.getContainer(id).start({ abortSignal }),
     );
   }
 
   async inspect(id: string, name: string): Promise<ContainerDetails> {
-    const info = await this.call(`inspecting container ${name}`, this.timeouts.inspectMs, (abortSignal) =>
+    const info = await this.call('inspect', `inspecting container ${name}`, this.timeouts.inspectMs, (abortSignal) =>
       this.docker.getContainer(id).inspect({ abortSignal }),
     );
     const ips: Record<string, string> = {};
@@ -252,13 +258,13 @@ export class DockerEngine {
   }
 
   async pause(id: string, name: string): Promise<void> {
-    await this.call(`pausing container ${name}`, this.timeouts.pauseMs, (abortSignal) =>
+    await this.call('pause', `pausing container ${name}`, this.timeouts.pauseMs, (abortSignal) =>
       this.docker.getContainer(id).pause({ abortSignal }),
     );
   }
 
   async unpause(id: string, name: string): Promise<void> {
-    await this.call(`unpausing container ${name}`, this.timeouts.unpauseMs, (abortSignal) =>
+    await this.call('unpause', `unpausing container ${name}`, this.timeouts.unpauseMs, (abortSignal) =>
       this.docker.getContainer(id).unpause({ abortSignal }),
     );
   }
@@ -267,7 +273,7 @@ export class DockerEngine {
   async remove(id: string, name: string): Promise<void> {
     const opts: WithSignal<Dockerode.ContainerRemoveOptions> = { force: true, v: true };
     try {
-      await this.call(`removing container ${name}`, this.timeouts.removeMs, (abortSignal) =>
+      await this.call('remove', `removing container ${name}`, this.timeouts.removeMs, (abortSignal) =>
         this.docker.getContainer(id).remove({ ...opts, abortSignal }),
       );
     } catch (error) {
@@ -279,7 +285,7 @@ export class DockerEngine {
   /** Containers (any state) carrying every given label `key=value`. */
   async listByLabels(labels: Record<string, string>): Promise<ContainerSummary[]> {
     const filter = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
-    const list = await this.call(`listing containers labelled ${filter.join(',')}`, this.timeouts.inspectMs, (abortSignal) =>
+    const list = await this.call('list', `listing containers labelled ${filter.join(',')}`, this.timeouts.inspectMs, (abortSignal) =>
       this.docker.listContainers({ all: true, filters: { label: filter }, abortSignal }),
     );
     return list.map((c) => ({
@@ -293,7 +299,7 @@ export class DockerEngine {
   async imageExists(image: string): Promise<boolean> {
     try {
       // dockerode's image inspect takes no abort signal; the timeout still bounds the wait.
-      await this.call(`inspecting image ${image}`, this.timeouts.inspectMs, () => this.docker.getImage(image).inspect());
+      await this.call('inspect-image', `inspecting image ${image}`, this.timeouts.inspectMs, () => this.docker.getImage(image).inspect());
       return true;
     } catch (error) {
       if (statusCode(error) === 404) return false;
@@ -303,7 +309,7 @@ export class DockerEngine {
 
   /** Pulls an image and waits for the pull to finish; rejects on any error the engine reports. */
   async pull(image: string): Promise<void> {
-    await this.call(`pulling image ${image}`, this.timeouts.pullMs, async (abortSignal) => {
+    await this.call('pull', `pulling image ${image}`, this.timeouts.pullMs, async (abortSignal) => {
       const stream = (await this.docker.pull(image, { abortSignal })) as Readable;
       await new Promise<void>((resolve, reject) => {
         abortSignal.addEventListener('abort', () => stream.destroy(), { once: true });
@@ -324,10 +330,14 @@ export class DockerEngine {
   }
 
   /** Wraps one call: bounded in time, and its error says what was attempted. */
-  private async call<T>(what: string, timeoutMs: number, op: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  private async call<T>(operation: string, what: string, timeoutMs: number, op: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const started = performance.now();
     try {
-      return await withTimeout(what, timeoutMs, op);
+      const result = await withTimeout(what, timeoutMs, op);
+      this.observe?.(operation, (performance.now() - started) / 1000, 'ok');
+      return result;
     } catch (error) {
+      this.observe?.(operation, (performance.now() - started) / 1000, 'error');
       if (error instanceof DockerTimeoutError) throw error;
       const wrapped = new Error(`${what}: ${message(error)}`, { cause: error });
       const code = statusCode(error);

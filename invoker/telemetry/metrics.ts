@@ -169,19 +169,6 @@ export class InvokerMetrics {
     this.activations.inc({ transport, status: STATUS_NAMES[statusCode] ?? 'system_error' });
   }
 
-  /** Times a Docker call; the outcome label separates failures from slow successes. */
-  async timeDocker<T>(operation: string, call: () => Promise<T>): Promise<T> {
-    const end = this.dockerOperationSeconds.startTimer({ operation });
-    try {
-      const result = await call();
-      end({ outcome: 'ok' });
-      return result;
-    } catch (error) {
-      end({ outcome: 'error' });
-      throw error;
-    }
-  }
-
   async exposition(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }

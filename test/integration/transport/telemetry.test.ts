@@ -78,6 +78,9 @@ t.test('a known sequence: 2 successes (cold, warm), 1 application error, 1 actio
     t.equal(count('invoker_activation_seconds', { transport: 'http' }), 4, 'every HTTP activation timed end to end');
     t.equal(valueOf(samples, 'invoker_container_starts_total', { origin: 'cold' }), 2);
     t.equal(valueOf(samples, 'invoker_container_starts_total', { origin: 'warm' }), 1);
+    // Two cold starts: each created and started one container through the engine.
+    t.equal(count('invoker_docker_operation_seconds', { operation: 'create', outcome: 'ok' }), 2, 'Docker creates are timed');
+    t.equal(count('invoker_docker_operation_seconds', { operation: 'start', outcome: 'ok' }), 2, 'Docker starts are timed');
     const runSum = valueOf(samples, 'invoker_activation_run_seconds_sum', own) ?? -1;
     t.ok(runSum > 0 && runSum < 30, `run seconds sum ${runSum}`);
 
