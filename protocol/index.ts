@@ -19,4 +19,5 @@ export * from './locked-args.js';
 export * from './parse-error.js';
 export * from './ping.js';
 export * from './runtime-payloads.js';
+export * from './salvage.js';
 export * from './transaction-id.js';

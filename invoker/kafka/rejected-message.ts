@@ -18,80 +18,22 @@
  */
 import {
   combinedAck,
-  controllerInstanceIdFromJson,
   generateTransactionId,
-  isActivationId,
   serializeAcknowledgement,
   shrinkAck,
-  transactionIdFromJson,
   whiskError,
   type ControllerInstanceId,
   type InvokerInstanceId,
-  type JsonValue,
   type TransactionId,
   type WhiskActivation,
 } from '../../protocol/index.js';
 import type { CompletionRecord } from './activation-feed.js';
 
-/** Why a message was rejected: the `reason` label of `invoker_kafka_messages_rejected_total`. */
-export type RejectionReason = 'empty' | 'invalid_json' | 'invalid_message';
+export { salvageRejectedMessage, type RejectionReason, type SalvagedMessage } from '../../protocol/index.js';
 
 /** The whisk-error text a caller sees for a message the invoker could not read. */
 export function unreadableMessageError(problem: string): string {
   return `The invoker could not read the activation message: ${problem}`;
-}
-
-/** The parts of a rejected message that could be read, as far as they are valid. */
-export interface SalvagedMessage {
-  reason: RejectionReason;
-  activationId?: string;
-  controller?: ControllerInstanceId;
-  transid?: TransactionId;
-  blocking?: boolean;
-  namespace?: string;
-  actionPath?: string;
-  actionName?: string;
-  version?: string;
-  subject?: string;
-}
-
-/** Reads what it can from the raw value of a message `parseActivationMessage` refused. Never throws. */
-export function salvageRejectedMessage(value: Buffer | null): SalvagedMessage {
-  if (value === null || value.length === 0) return { reason: 'empty' };
-  let root: unknown;
-  try {
-    root = JSON.parse(value.toString('utf8'));
-  } catch {
-    return { reason: 'invalid_json' };
-  }
-  const out: SalvagedMessage = { reason: 'invalid_message' };
-  if (!isRecord(root)) return out;
-
-  if (isActivationId(root['activationId'])) out.activationId = root['activationId'];
-  try {
-    out.controller = controllerInstanceIdFromJson(root['rootControllerIndex'], 'rootControllerIndex');
-  } catch {
-    // left out: without a valid controller id there is no topic to answer on
-  }
-  try {
-    out.transid = transactionIdFromJson(root['transid'] as JsonValue | undefined, 'transid');
-  } catch {
-    // left out: a fresh transaction id is made for the answer
-  }
-  if (typeof root['blocking'] === 'boolean') out.blocking = root['blocking'];
-  const action = root['action'];
-  if (isRecord(action)) {
-    if (isName(action['path'])) out.actionPath = action['path'];
-    if (isName(action['name'])) out.actionName = action['name'];
-    if (typeof action['version'] === 'string') out.version = action['version'];
-  }
-  const user = root['user'];
-  if (isRecord(user)) {
-    if (typeof user['subject'] === 'string') out.subject = user['subject'];
-    const ns = user['namespace'];
-    if (isRecord(ns) && isName(ns['name'])) out.namespace = ns['name'];
-  }
-  return out;
 }
 
 export interface SystemErrorCompletionInput {
@@ -142,13 +84,4 @@ export function systemErrorCompletion(input: SystemErrorCompletionInput): Comple
     completion: input.blocking === true && identified ? serializeAcknowledgement(full) : shrunk,
     shrunkCompletion: shrunk,
   };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-// Entity names as the activation record's reader accepts them: non-empty strings.
-function isName(value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0 && value.length <= 256;
 }

@@ -12,6 +12,7 @@ import t from 'tap';
 import {
   ProtocolParseError,
   isActivationId,
+  salvageRejectedMessage,
   type ActivationMessage,
   type JsonValue,
   type WireInput,
@@ -199,6 +200,14 @@ t.test(`fuzz: ${COUNT} inputs x ${ALL_CODECS.length} parsers (FUZZ_SEED=${SEED})
   let rejected = 0;
   for (let i = 0; i < COUNT && failures.length < 10; i++) {
     const input = nextInput();
+    try {
+      const salvaged = salvageRejectedMessage(typeof input === 'string' ? Buffer.from(input) : input);
+      if (salvaged.activationId !== undefined && !isActivationId(salvaged.activationId)) {
+        failures.push(`case ${i}: salvage returned an invalid activation id`);
+      }
+    } catch (err) {
+      failures.push(`case ${i}, salvageRejectedMessage: threw ${String(err)} on ${describeInput(input)}`);
+    }
     for (const codec of ALL_CODECS) {
       let value: unknown;
       try {
