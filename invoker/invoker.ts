@@ -22,7 +22,7 @@ import { createInvokerHttpServer, type InvokerHttpServer } from './http/server.j
 import type { HealthCheckResult } from './http/ops-routes.js';
 import type { ActivationHandler } from './invocation/activation-handler.js';
 import { InvokerAdmission } from './invocation/admission.js';
-import { InvocationCore } from './invocation/invocation-core.js';
+import { InvocationCore, type RecordSink } from './invocation/invocation-core.js';
 import { createKafkaSide, type KafkaSide } from './kafka/index.js';
 import { ContainerPool, type PoolSnapshot } from './pool/container-pool.js';
 import { defaultRuntimeManifest, parseRuntimeManifest, type RuntimeManifest } from './runtime-manifest.js';
@@ -126,12 +126,15 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
   await writer.start();
   metrics.observeStorePending(() => writer.pending());
 
+  const records: RecordSink = {
+    store: (document) => writer.storeSerialized(document._id, serializeActivationDocument(document)),
+  };
   const core = new InvocationCore<ActionContainer>({
     instance,
     actions: storeActionSource(actionStore),
     containers: pool,
     images: manifestImages(manifest, factory),
-    records: { store: (document) => writer.storeSerialized(document._id, serializeActivationDocument(document)) },
+    records,
     decryptor: buildDecryptor(config.lockedArgsKeys),
     payloadLimitBytes: config.payloadLimitBytes,
     metrics,
@@ -147,6 +150,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     instance,
     handler: timedHandler(core, metrics),
     admission,
+    records,
     logger,
     metrics,
     healthPingIntervalMs: config.healthPingIntervalMs,

@@ -43,6 +43,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Consumer, ConsumerConfig, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import {
+  activationDocument,
   invokerTopic,
   parseActivationMessage,
   ProtocolParseError,
@@ -50,9 +51,10 @@ import {
   type InvokerInstanceId,
 } from '../../protocol/index.js';
 import type { ActivationHandler, ActivationOutcome, Admission } from '../invocation/activation-handler.js';
+import type { RecordSink } from '../invocation/invocation-core.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { InvokerMetrics } from '../telemetry/metrics.js';
-import { salvageRejectedMessage, systemErrorCompletion, unreadableMessageError } from './rejected-message.js';
+import { salvageRejectedMessage, systemErrorActivation, systemErrorCompletion, unreadableMessageError } from './rejected-message.js';
 import { describeKafkaError } from './topics.js';
 
 /** A completion addressed to its controller: what goes to `completed<C>`. */
@@ -78,6 +80,8 @@ export interface ActivationFeedOptions {
   handler: ActivationHandler;
   admission: Admission;
   completions: CompletionSink;
+  /** Where the system-error record of an unreadable (but addressable) message goes. */
+  records?: RecordSink;
   logger: Logger;
   metrics: FeedMetrics;
   /** Default `invoker<N>`. */
@@ -506,18 +510,23 @@ class KafkaActivationFeed implements ActivationFeed {
     }
     this.log.warn(context, 'rejected an unreadable activation message; answering with a system error');
     const { reason: _reason, ...identity } = salvaged;
-    this.track(
-      this.send(
-        systemErrorCompletion({
-          ...identity,
-          activationId: salvaged.activationId,
-          controller: salvaged.controller,
-          instance: this.options.instance,
-          error: unreadableMessageError(problem),
-          now: this.now(),
-        }),
-      ),
-    );
+    const answer = {
+      ...identity,
+      activationId: salvaged.activationId,
+      controller: salvaged.controller,
+      instance: this.options.instance,
+      error: unreadableMessageError(problem),
+      now: this.now(),
+    };
+    const records = this.options.records;
+    const stored =
+      records !== undefined && salvaged.namespace !== undefined
+        ? records.store(activationDocument(systemErrorActivation(answer), this.now())).catch((err: unknown) => {
+            this.log.error({ ...context, err }, 'storing the record of an unreadable activation message failed');
+          })
+        : Promise.resolve();
+    // As for every activation: the record is durable before the completion goes out.
+    this.track(stored.then(() => this.send(systemErrorCompletion(answer))));
   }
 
   private async send(completion: CompletionRecord): Promise<void> {

@@ -7,6 +7,7 @@
 import type { Kafka } from 'kafkajs';
 import type { InvokerInstanceId } from '../../protocol/index.js';
 import type { ActivationHandler, Admission } from '../invocation/activation-handler.js';
+import type { RecordSink } from '../invocation/invocation-core.js';
 import type { Logger } from '../telemetry/logger.js';
 import { createActivationFeed, type ActivationFeed, type FeedConsumerSettings, type FeedMetrics } from './activation-feed.js';
 import { createKafkaClient } from './client.js';
@@ -28,6 +29,8 @@ export interface KafkaSideOptions {
   instance: InvokerInstanceId;
   handler: ActivationHandler;
   admission: Admission;
+  /** Records of unreadable messages (see rejected-message.ts). */
+  records?: RecordSink;
   logger: Logger;
   metrics: FeedMetrics;
   healthPingIntervalMs?: number;
@@ -73,6 +76,7 @@ export function createKafkaSide(options: KafkaSideOptions): KafkaSide | undefine
     handler: options.handler,
     admission: options.admission,
     completions,
+    ...(options.records ? { records: options.records } : {}),
     logger,
     metrics: options.metrics,
     ...(options.consumer === undefined ? {} : { consumer: options.consumer }),

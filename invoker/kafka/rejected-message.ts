@@ -13,8 +13,9 @@
  *   the error as its result;
  * - otherwise the shrunk form (`response` = the activation id).
  *
- * No activation record is stored for such a message: the store needs the
- * parsed message (user limits, action) that is exactly what is missing.
+ * When the invoking namespace is readable too, the same whisk-error activation
+ * is stored as the record (its id is `<namespace>/<activationId>`), so the
+ * activation ends like any other: one completion, one record.
  */
 import {
   combinedAck,
@@ -55,10 +56,9 @@ export interface SystemErrorCompletionInput {
   now: number;
 }
 
-/** A system-error completion (full when possible, see the module comment) and its shrunk form. */
-export function systemErrorCompletion(input: SystemErrorCompletionInput): CompletionRecord {
-  const transid = input.transid ?? generateTransactionId(input.now);
-  const activation: WhiskActivation = {
+/** The whisk-error activation that answers (and, when the namespace is known, records) a message that cannot run. */
+export function systemErrorActivation(input: SystemErrorCompletionInput): WhiskActivation {
+  return {
     namespace: input.namespace ?? '_',
     name: input.actionName ?? '_',
     subject: input.subject ?? '_',
@@ -75,7 +75,12 @@ export function systemErrorCompletion(input: SystemErrorCompletionInput): Comple
         : [],
     duration: 0,
   };
-  const full = combinedAck(transid, activation, input.instance);
+}
+
+/** A system-error completion (full when possible, see the module comment) and its shrunk form. */
+export function systemErrorCompletion(input: SystemErrorCompletionInput): CompletionRecord {
+  const transid = input.transid ?? generateTransactionId(input.now);
+  const full = combinedAck(transid, systemErrorActivation(input), input.instance);
   const shrunk = serializeAcknowledgement(shrinkAck(full));
   const identified = input.namespace !== undefined && input.actionName !== undefined && input.subject !== undefined;
   return {

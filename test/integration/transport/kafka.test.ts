@@ -128,6 +128,19 @@ t.test('health pings; /disable sends a disabled ping and holds the feed; /enable
   t.same(responseOf(ack).result, { got: 'held' }, 'the held message runs after /enable');
 });
 
+t.test('an unreadable message with an id, controller and namespace: system-error completion and record', async (t) => {
+  const { action: _action, ...broken } = JSON.parse(serializeActivationMessage(bed.message(echo, { controller }))) as Record<string, unknown>;
+  const activationId = broken.activationId as string;
+  await producer.send({ topic: invokerTopic, acks: -1, messages: [{ value: JSON.stringify(broken) }] });
+  const ack = await completionOf(activationId);
+  t.equal(ack.kind, 'combined');
+  if (ack.kind === 'combined') t.equal(ack.isSystemError, true, 'a system error');
+  const record = await bed.waitForRecord('guest', activationId);
+  const response = record.response as { statusCode: number; result: { error: string } };
+  t.equal(response.statusCode, 3, 'the record is a whisk error');
+  t.match(response.result.error, /^The invoker could not read the activation message: ActivationMessage\.action/, 'it names the missing field');
+});
+
 t.test('GET /metrics counts the Kafka activations under transport="kafka"', async (t) => {
   const samples = parseExposition((await invoker.get('/metrics')).body);
   const own = { invoker: String(bed.invokerId) };
