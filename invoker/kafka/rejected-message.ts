@@ -25,34 +25,30 @@ import {
   whiskError,
   type ControllerInstanceId,
   type InvokerInstanceId,
-  type TransactionId,
   type WhiskActivation,
 } from '../../protocol/index.js';
 import type { CompletionRecord } from './activation-feed.js';
 
 export { salvageRejectedMessage, type RejectionReason, type SalvagedMessage } from '../../protocol/index.js';
+import type { SalvagedMessage } from '../../protocol/index.js';
 
 /** The whisk-error text a caller sees for a message the invoker could not read. */
 export function unreadableMessageError(problem: string): string {
   return `The invoker could not read the activation message: ${problem}`;
 }
 
-export interface SystemErrorCompletionInput {
+/**
+ * What the answer is built from: the message's readable parts (transid echoed
+ * when read, a fresh one otherwise; the full form only when `blocking` and the
+ * identity fields are all known), plus who answers, with which text, when.
+ */
+export interface SystemErrorCompletionInput extends Omit<SalvagedMessage, 'reason' | 'activationId' | 'controller'> {
   activationId: string;
   controller: ControllerInstanceId;
-  /** Echoed as received; a fresh one when the message had none. */
-  transid?: TransactionId;
   /** The invoker answering. */
   instance: InvokerInstanceId;
   /** The whisk-error text. */
   error: string;
-  /** Full form only when true and the identity fields below are all known. */
-  blocking?: boolean;
-  namespace?: string;
-  actionPath?: string;
-  actionName?: string;
-  version?: string;
-  subject?: string;
   now: number;
 }
 
