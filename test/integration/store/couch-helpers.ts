@@ -192,10 +192,12 @@ export function activationRecord(namespace: string, index: number, bytes = 600):
  * every expected id is there, nothing else is, and every revision is `1-...`.
  */
 export async function contents(couchUrl: string, db: string): Promise<{ ids: string[]; docCount: number; rewritten: number }> {
+  // The count first, the listing second: while writes continue, the listing is
+  // then never older than the count it is compared with.
+  const info = (await (await fetch(`${couchUrl}/${encodeURIComponent(db)}`)).json()) as { doc_count: number };
   const list = (await (await fetch(`${couchUrl}/${encodeURIComponent(db)}/_all_docs`)).json()) as {
     rows: { id: string; value: { rev: string } }[];
   };
-  const info = (await (await fetch(`${couchUrl}/${encodeURIComponent(db)}`)).json()) as { doc_count: number };
   return {
     ids: list.rows.map((r) => r.id).sort(),
     docCount: info.doc_count,
