@@ -10,7 +10,7 @@ import { Agent } from 'undici';
 import type { Consumer, Kafka } from 'kafkajs';
 import { ProtocolParseError, parsePingMessage, type ControllerInstanceId, type PingMessage } from '../protocol/index.js';
 import type { Logger } from '../invoker/telemetry/logger.js';
-import { configuredInvokerId, type InvokerPool } from './invoker-state.js';
+import { configuredInvokerId, DEFAULT_HEALTH_OPTIONS, type InvokerPool } from './invoker-state.js';
 import { startValueConsumer } from './kafka-support.js';
 import type { PushTlsOptions } from './push-client.js';
 
@@ -36,6 +36,8 @@ export interface KafkaHealthMonitorOptions {
   logger: Logger;
   topic?: string;
   fromBeginning?: boolean;
+  /** Pings produced longer ago than this are ignored (default: the offline window, 10 s). */
+  staleAfterMs?: number;
   /** How often status changes by time alone (missed pings) are checked. */
   observeIntervalMs?: number;
   now?: () => number;
@@ -45,6 +47,7 @@ export async function startKafkaHealthMonitor(options: KafkaHealthMonitorOptions
   const { kafka, controller, pool, logger } = options;
   const now = options.now ?? Date.now;
   const topic = options.topic ?? HEALTH_TOPIC;
+  const staleAfterMs = options.staleAfterMs ?? DEFAULT_HEALTH_OPTIONS.offlineAfterMs;
   const consumer: Consumer = await startValueConsumer({
     kafka,
     topic,
@@ -52,6 +55,10 @@ export async function startKafkaHealthMonitor(options: KafkaHealthMonitorOptions
     ...(options.fromBeginning !== undefined ? { fromBeginning: options.fromBeginning } : {}),
     logger,
     onValue: (value, position) => {
+      // The group resumes from its committed offset, so pings sent while this
+      // controller was away are replayed; one older than the offline window
+      // says nothing about whether that invoker is alive now.
+      if (now() - position.timestamp > staleAfterMs) return;
       let ping: PingMessage;
       try {
         ping = parsePingMessage(value);

@@ -47,7 +47,8 @@ export interface ValueConsumerOptions {
   /** Start from the oldest message when the group has no committed offset (tests). Default: newest. */
   fromBeginning?: boolean;
   /** Called for every message; it must not throw (failures are its own to log). */
-  onValue: (value: Buffer, position: { partition: number; offset: string }) => void;
+  /** `timestamp`: when the message was produced (epoch ms, from the record). */
+  onValue: (value: Buffer, position: { partition: number; offset: string; timestamp: number }) => void;
   logger: Logger;
   /** How long start waits for the group join before going on with a warning. */
   joinTimeoutMs?: number;
@@ -80,7 +81,7 @@ export async function startValueConsumer(options: ValueConsumerOptions): Promise
           logger.warn({ topic, partition, offset: message.offset }, 'ignored a Kafka message without a value');
           return;
         }
-        onValue(message.value, { partition, offset: message.offset });
+        onValue(message.value, { partition, offset: message.offset, timestamp: Number(message.timestamp) });
       },
     });
     if (!(await joined)) logger.warn({ topic, groupId }, 'Kafka consumer has not joined its group yet; going on');
