@@ -127,34 +127,22 @@ export class InvokerMetrics {
         for (const [state, count] of Object.entries(snapshot?.byState ?? {})) containers.set({ state }, count);
       },
     });
-    new Gauge({
-      name: 'invoker_memory_used_mb',
-      help: 'Memory (MiB) reserved by action containers, prewarmed included.',
-      registers,
-      collect() {
-        const snapshot = metricsPool();
-        if (snapshot) this.set(snapshot.usedMb);
-      },
-    });
-    new Gauge({
-      name: 'invoker_memory_free_mb',
-      help: 'Memory (MiB) still free for action containers.',
-      registers,
-      collect() {
-        const snapshot = metricsPool();
-        if (snapshot) this.set(snapshot.freeMb);
-      },
-    });
-    new Gauge({
-      name: 'invoker_queue_length',
-      help: 'Activations waiting for capacity.',
-      registers,
-      collect() {
-        const snapshot = metricsPool();
-        if (snapshot) this.set(snapshot.queueLength);
-      },
-    });
-    const metricsPool = () => this.poolSource?.();
+    const poolGauges: Array<[string, string, (snapshot: ReturnType<PoolGaugeSource>) => number]> = [
+      ['invoker_memory_used_mb', 'Memory (MiB) reserved by action containers, prewarmed included.', (p) => p.usedMb],
+      ['invoker_memory_free_mb', 'Memory (MiB) still free for action containers.', (p) => p.freeMb],
+      ['invoker_queue_length', 'Activations waiting for capacity.', (p) => p.queueLength],
+    ];
+    for (const [name, help, read] of poolGauges) {
+      const gauge: Gauge = new Gauge({
+        name,
+        help,
+        registers,
+        collect: () => {
+          const snapshot = this.poolSource?.();
+          if (snapshot) gauge.set(read(snapshot));
+        },
+      });
+    }
   }
 
   observePool(source: PoolGaugeSource): void {
