@@ -291,6 +291,7 @@ function loadManifest(config: InvokerConfig): RuntimeManifest {
   if (config.runtimesManifestJson !== undefined) return parseRuntimeManifest(config.runtimesManifestJson, 'RUNTIMES_MANIFEST');
   return defaultRuntimeManifest({
     image: config.nodejsImage,
+    nodejs24Image: config.nodejs24Image,
     stemCells: config.prewarmCount > 0 ? [{ count: config.prewarmCount, memoryMb: config.prewarmMemoryMb }] : [],
   });
 }

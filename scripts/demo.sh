@@ -46,6 +46,10 @@ wait_http() { # what url seconds
   done
 }
 
+# Node.js 24 LTS from the npm registry when the machine's node is another major.
+source "$ROOT/scripts/node.sh"
+use_project_node
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies"
   npm ci --no-audit --no-fund

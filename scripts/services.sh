@@ -38,6 +38,8 @@ redact_url() { sed -E 's#://[^/@]+@#://***@#' <<<"$1"; }
 ensure_node_modules() {
   [ -x "$ROOT/node_modules/.bin/pouchdb-server" ] && [ -d "$ROOT/node_modules/kafkajs" ] && return 0
   say "installing npm dependencies (npm ci)"
+  source "$ROOT/scripts/node.sh"
+  use_project_node
   (cd "$ROOT" && npm ci --no-audit --no-fund >"$CACHE_DIR/npm-ci.log" 2>&1) || fail "npm ci failed, see $CACHE_DIR/npm-ci.log"
 }
 
@@ -223,7 +225,7 @@ print_env() {
   echo "export KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
   echo "export COUCHDB_URL=$(couchdb_url)"
   echo "export TEST_DOCKER_NETWORK=$TEST_DOCKER_NETWORK"
-  echo "export ACTION_IMAGE_NODEJS=${ACTION_IMAGE_NODEJS:-whisk/action-nodejs:local}"
+  echo "export ACTION_IMAGE_NODEJS20=${ACTION_IMAGE_NODEJS20:-whisk/action-nodejs-v20:local}"
 }
 
 command=${1:-status}

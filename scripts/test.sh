@@ -10,6 +10,10 @@ cd "$ROOT"
 
 phase() { printf '\n[test] %s\n' "$*"; }
 
+# Node.js 24 LTS from the npm registry when the machine's node is another major.
+source "$ROOT/scripts/node.sh"
+use_project_node
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   phase "installing npm dependencies"
   npm ci --no-audit --no-fund

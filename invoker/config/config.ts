@@ -55,7 +55,8 @@ export const INVOKER_SETTINGS = {
   apiHost: text('INVOKER_API_HOST', 'Value of `__OW_API_HOST` in action containers.', 'https://localhost'),
   runtimesManifest: optionalText('RUNTIMES_MANIFEST', 'Runtime manifest JSON (upstream `runtimes.json` format); overrides the built-in one.'),
   runtimesManifestFile: optionalText('RUNTIMES_MANIFEST_FILE', 'Path of a runtime manifest file, when `RUNTIMES_MANIFEST` is unset.'),
-  nodejsImage: text('ACTION_IMAGE_NODEJS', 'Image of the built-in `nodejs:20` kind (built by `scripts/build-runtime-image.sh`).', 'whisk/action-nodejs:local'),
+  nodejsImage: text('ACTION_IMAGE_NODEJS20', 'Image of the built-in `nodejs:20` kind (built by `scripts/build-runtime-image.sh`).', 'whisk/action-nodejs-v20:local'),
+  nodejs24Image: text('ACTION_IMAGE_NODEJS24', 'Image of the built-in `nodejs:24` kind (built by `scripts/build-runtime-image.sh`).', 'whisk/action-nodejs-v24:local'),
   prewarmCount: integer('INVOKER_PREWARM_COUNT', 'Prewarmed `nodejs:20` containers of the built-in manifest.', 1, { min: 0 }),
   prewarmMemoryMb: integer('INVOKER_PREWARM_MEMORY_MB', 'Memory of each prewarmed container of the built-in manifest.', 256, { min: 128 }),
 

@@ -1,5 +1,5 @@
 /**
- * Needs the Docker engine and the runtime image (ACTION_IMAGE_NODEJS).
+ * Needs the Docker engine and the runtime image (ACTION_IMAGE_NODEJS20).
  *
  * 1. Warm `/run` through our container handle vs a bare undici request to
  *    the same container (interleaved, same run): p50/p99 and the added

@@ -14,7 +14,7 @@ export function testEnvironment(): TestEnvironment {
   return {
     kafkaBrokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',').map((b) => b.trim()),
     couchdbUrl: process.env.COUCHDB_URL ?? 'http://127.0.0.1:5984',
-    actionImageNodejs: process.env.ACTION_IMAGE_NODEJS ?? 'whisk/action-nodejs:local',
+    actionImageNodejs: process.env.ACTION_IMAGE_NODEJS20 ?? 'whisk/action-nodejs-v20:local',
     dockerNetwork: process.env.TEST_DOCKER_NETWORK ?? 'whisk-test',
   };
 }

@@ -97,7 +97,7 @@ export class InvokerTestbed {
       INVOKER_HTTP_PORT: '0',
       INVOKER_USER_MEMORY_MB: '1024',
       INVOKER_DOCKER_NETWORK: this.env.dockerNetwork,
-      ACTION_IMAGE_NODEJS: this.env.actionImageNodejs,
+      ACTION_IMAGE_NODEJS20: this.env.actionImageNodejs,
       INVOKER_PREWARM_COUNT: '0',
       COUCHDB_URL: this.couchdbUrl,
       COUCHDB_WHISKS_DB: this.whisksDb,

@@ -55,11 +55,11 @@ async function ensureImage(): Promise<void> {
   } catch (e) {
     if ((e as { statusCode?: number }).statusCode !== 404) throw e;
   }
-  // Only when missing: ACTION_IMAGE_NODEJS may name an image built elsewhere.
+  // Only when missing: ACTION_IMAGE_NODEJS20 may name an image built elsewhere.
   const build = spawnSync('bash', [path.join(ROOT, 'scripts/build-runtime-image.sh')], {
     encoding: 'utf8',
     timeout: 10 * 60_000,
-    env: { ...process.env, ACTION_IMAGE_NODEJS: env.actionImageNodejs },
+    env: { ...process.env, ACTION_IMAGE_NODEJS20: env.actionImageNodejs },
   });
   if (build.status !== 0) {
     throw new Error(`building ${env.actionImageNodejs}: ${build.stderr || build.stdout || build.error?.message}`);

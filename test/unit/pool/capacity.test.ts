@@ -52,7 +52,7 @@ t.test('create failure frees the memory and rejects that acquire with the cause'
   );
   t.type(error, ContainerCreateError);
   t.equal((error as Error).cause, cause);
-  t.match((error as Error).message, /creating a 256 MB nodejs:20 container \(whisk\/action-nodejs:local\) for ns\/a: image not found/);
+  t.match((error as Error).message, /creating a 256 MB nodejs:20 container \(whisk\/action-nodejs-v20:local\) for ns\/a: image not found/);
   t.equal(pool.totals().usedMb, 0);
   t.equal(pool.snapshot().containers.length, 0);
   const lease = await pool.acquire(req('ns/a'));
@@ -254,7 +254,7 @@ t.test('randomized: memory never exceeds user memory under many concurrent acqui
       queueLimit: 10_000,
       pauseGraceMs: 3,
       idleTimeoutMs: 30,
-      stemCells: [{ kind: 'nodejs:20', image: 'whisk/action-nodejs:local', memoryMb: 256, count: 1 }],
+      stemCells: [{ kind: 'nodejs:20', image: 'whisk/action-nodejs-v20:local', memoryMb: 256, count: 1 }],
       prewarmBackoff: { initialMs: 1, maxMs: 5 },
     });
     provider.delays = { create: 0, pause: 2, unpause: 2, destroy: 2 };

@@ -4,7 +4,7 @@ import { silentLogger } from '../../../invoker/telemetry/logger.js';
 import { FakeProvider, type FakeContainer } from './fake-provider.js';
 
 export const KIND = 'nodejs:20';
-export const IMAGE = 'whisk/action-nodejs:local';
+export const IMAGE = 'whisk/action-nodejs-v20:local';
 
 interface Teardown {
   teardown(fn: () => unknown): void;

@@ -145,7 +145,9 @@ t.test('the built-in manifest: nodejs:20 from the project image, configurable st
   const manifest = defaultRuntimeManifest();
   t.equal(manifest.resolveKind('nodejs:default').kind, 'nodejs:20');
   t.equal(manifest.imageFor('nodejs:20'), DEFAULT_NODEJS_IMAGE);
-  t.equal(DEFAULT_NODEJS_IMAGE, 'whisk/action-nodejs:local');
+  t.equal(DEFAULT_NODEJS_IMAGE, 'whisk/action-nodejs-v20:local');
+  t.equal(manifest.imageFor('nodejs:24'), 'whisk/action-nodejs-v24:local', 'nodejs:24 is built in too');
+  t.same([...manifest.kinds.keys()], ['nodejs:20', 'nodejs:24']);
   t.same(manifest.blackboxes, []);
   t.same(manifest.stemCells(), [{ kind: 'nodejs:20', image: DEFAULT_NODEJS_IMAGE, memoryMb: 256, count: 1 }]);
 
