@@ -22,6 +22,9 @@
  *    with the invoker's CPU per cold activation;
  * 4. RSS: idle, after the load, and with BENCH_WARM_CONTAINERS (200) warm
  *    128 MB containers.
+ * BENCH_CPU_PROF=1 writes a V8 CPU profile of the invoker to
+ * .cache/bench/profiles/ (open it in Chrome DevTools, or summarise it with
+ * `node scripts/cpu-profile-top.mjs <file>`).
  * Bounded: BENCH_WARM_REQUESTS per round (2,000), BENCH_ROUNDS (3), BENCH_COLD
  * (10) cold starts; every wait has a deadline.
  */
@@ -236,7 +239,9 @@ async function startInvoker(): Promise<{ pid: number; origin: string }> {
   const built = await new Promise<number | null>((resolve) => build.once('exit', resolve));
   if (built !== 0) throw new Error('npm run build failed');
   const port = await freePort();
-  const child = spawn(process.execPath, ['dist/invoker/main.js'], {
+  // BENCH_CPU_PROF=1: a V8 CPU profile of the invoker, written when it stops.
+  const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, '.cache', 'bench', 'profiles')}`] : [];
+  const child = spawn(process.execPath, [...profile, 'dist/invoker/main.js'], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -545,7 +550,8 @@ try {
   console.log('written: .cache/bench/e2e.json, e2e.md, e2e.svg');
 } finally {
   invokerProcess?.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 3000));
+  // A drain, then the profile (if any) is written on exit.
+  for (let waited = 0; waited < 40 && invokerProcess && invokerProcess.exitCode === null; waited++) await sleep(250);
   if (invokerProcess && invokerProcess.exitCode === null) invokerProcess.kill('SIGKILL');
   for (const c of directContainers) await c.remove({ force: true }).catch(() => undefined);
   // Containers of the invoker (label whisk.invoker=<id>) left by a killed run.
