@@ -7,7 +7,7 @@ import { createLogger } from '../invoker/telemetry/logger.js';
 import type { ControllerInstanceId } from '../protocol/index.js';
 import { CouchActionStore } from './action-store.js';
 import { buildApi } from './api.js';
-import { ControllerConfigError, describeConfig, loadConfig, type ControllerConfig } from './config.js';
+import { ControllerConfigError, describeConfig, invokerUrlFor, loadConfig, type ControllerConfig } from './config.js';
 import { startKafkaHealthMonitor, startStaticHealthMonitor, type HealthMonitor } from './health-monitor.js';
 import { configuredInvokerId, InvokerPool } from './invoker-state.js';
 import { KafkaPath } from './kafka-path.js';
@@ -51,7 +51,7 @@ async function main(config: ControllerConfig): Promise<void> {
     pool,
     pusher,
     kafka: kafkaPath,
-    invokerUrl: (index) => config.invokerUrls[index],
+    invokerUrl: (index) => invokerUrlFor(config, index),
     logger,
     forcedCompletion: { extraMs: config.forcedCompletionExtraMs },
   });

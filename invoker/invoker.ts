@@ -242,6 +242,9 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
   };
 }
 
+/** How long shutdown waits for CouchDB to confirm the last records (the rest stay in the journal). */
+export const SHUTDOWN_FLUSH_TIMEOUT_MS = 10_000;
+
 async function drain(parts: {
   config: InvokerConfig;
   logger: Logger;
@@ -276,7 +279,7 @@ async function drain(parts: {
     await kafka?.close();
   });
   await step('flushing activation records', async () => {
-    const result = await parts.writer.close({ timeoutMs: 10_000 });
+    const result = await parts.writer.close({ timeoutMs: SHUTDOWN_FLUSH_TIMEOUT_MS });
     logger.info({ result }, 'activation records flushed');
   });
   await step('removing containers', async () => {

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import {
   boolean,
   ConfigError,
@@ -20,8 +19,20 @@ import {
 export const INVOKER_SETTINGS = {
   invokerId: optionalInteger(
     'INVOKER_ID',
-    'Invoker instance number; when unset it is taken from a StatefulSet hostname ending in `-<ordinal>`.',
+    'Invoker instance number (consumes `invoker<N>`). In Kubernetes, the pod-index label through the downward API; see `INVOKER_POD_NAME` and `INVOKER_NODE_NAME` for the other ways to derive it.',
     { min: 0 },
+  ),
+  podName: optionalText(
+    'INVOKER_POD_NAME',
+    'StatefulSet pod name (downward API `metadata.name`, e.g. `invoker-3`); when `INVOKER_ID` is unset the id is its `-<ordinal>` suffix, and when both are set they must agree.',
+  ),
+  nodeName: optionalText(
+    'INVOKER_NODE_NAME',
+    'Node name (downward API `spec.nodeName`) looked up in `INVOKER_ID_BY_NODE` when `INVOKER_ID` and `INVOKER_POD_NAME` are unset (DaemonSet).',
+  ),
+  idByNode: optionalText(
+    'INVOKER_ID_BY_NODE',
+    'JSON object from node name to invoker id, e.g. `{"worker-a":0,"worker-b":1}`; ids must be distinct. Used with `INVOKER_NODE_NAME`.',
   ),
   userMemoryMb: integer('INVOKER_USER_MEMORY_MB', 'Memory (MiB) the invoker shares among action containers, prewarmed ones included.', 2048, { min: 128 }),
   logLevel: oneOf('LOG_LEVEL', 'Log level of the JSON log on stdout.', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -70,22 +81,80 @@ export const INVOKER_SETTINGS = {
 
 export type InvokerSettings = SettingsValues<typeof INVOKER_SETTINGS>;
 
-export interface InvokerConfig extends Omit<InvokerSettings, 'invokerId' | 'runtimesManifest' | 'runtimesManifestFile'> {
+export interface InvokerConfig
+  extends Omit<InvokerSettings, 'invokerId' | 'podName' | 'nodeName' | 'idByNode' | 'runtimesManifest' | 'runtimesManifestFile'> {
   invokerId: number;
   /** The manifest JSON text, when one was given. */
   runtimesManifestJson: string | undefined;
   tls: { cert: string; key: string; clientCa: string | undefined } | undefined;
 }
 
-/** `invoker-3` (a StatefulSet pod) -> 3. */
-export function ordinalFromHostname(name: string): number | undefined {
+/** `invoker-3` (a StatefulSet pod name) -> 3. */
+export function ordinalFromPodName(name: string): number | undefined {
   const match = /-(\d+)$/.exec(name);
-  return match ? Number(match[1]) : undefined;
+  if (!match) return undefined;
+  const ordinal = Number(match[1]);
+  return Number.isSafeInteger(ordinal) ? ordinal : undefined;
+}
+
+export interface InvokerIdSources {
+  invokerId: number | undefined;
+  podName: string | undefined;
+  nodeName: string | undefined;
+  idByNode: string | undefined;
+}
+
+/**
+ * The invoker id, from (in this order) `INVOKER_ID`, the StatefulSet pod name
+ * or the node's entry in `INVOKER_ID_BY_NODE`. The hostname is never used:
+ * with `hostNetwork: true` it is the node's name, so a node called
+ * `worker-2` would make every pod on it claim id 2.
+ */
+export function deriveInvokerId(sources: InvokerIdSources): { id: number } | { problem: string } {
+  const fromPod = sources.podName === undefined ? undefined : ordinalFromPodName(sources.podName);
+  if (sources.podName !== undefined && fromPod === undefined) {
+    return { problem: `INVOKER_POD_NAME "${sources.podName}" does not end in -<ordinal> (it must be a StatefulSet pod name; a DaemonSet uses INVOKER_NODE_NAME and INVOKER_ID_BY_NODE)` };
+  }
+  if (sources.invokerId !== undefined) {
+    if (fromPod !== undefined && fromPod !== sources.invokerId) {
+      return { problem: `INVOKER_ID ${sources.invokerId} and INVOKER_POD_NAME "${sources.podName}" (ordinal ${fromPod}) disagree` };
+    }
+    return { id: sources.invokerId };
+  }
+  if (fromPod !== undefined) return { id: fromPod };
+  if (sources.nodeName !== undefined || sources.idByNode !== undefined) {
+    if (sources.nodeName === undefined || sources.idByNode === undefined) {
+      return { problem: 'INVOKER_NODE_NAME and INVOKER_ID_BY_NODE must be set together' };
+    }
+    let table: unknown;
+    try {
+      table = JSON.parse(sources.idByNode);
+    } catch (error) {
+      return { problem: `INVOKER_ID_BY_NODE is not JSON: ${(error as Error).message}` };
+    }
+    if (typeof table !== 'object' || table === null || Array.isArray(table)) {
+      return { problem: 'INVOKER_ID_BY_NODE must be a JSON object from node name to invoker id' };
+    }
+    const owners = new Map<unknown, string>();
+    for (const [node, id] of Object.entries(table)) {
+      if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {
+        return { problem: `INVOKER_ID_BY_NODE: the id of node "${node}" must be a whole number >= 0, got ${JSON.stringify(id)}` };
+      }
+      const owner = owners.get(id);
+      if (owner !== undefined) return { problem: `INVOKER_ID_BY_NODE: nodes "${owner}" and "${node}" both have id ${id}` };
+      owners.set(id, node);
+    }
+    const id = (table as Record<string, unknown>)[sources.nodeName];
+    if (!Object.hasOwn(table, sources.nodeName) || typeof id !== 'number') {
+      return { problem: `INVOKER_ID_BY_NODE has no id for node "${sources.nodeName}" (add the node to it)` };
+    }
+    return { id };
+  }
+  return { problem: 'the invoker id is unset: set INVOKER_ID, or INVOKER_POD_NAME (StatefulSet), or INVOKER_NODE_NAME with INVOKER_ID_BY_NODE (DaemonSet)' };
 }
 
 export interface ConfigSources {
   env: Readonly<Record<string, string | undefined>>;
-  hostname?: string;
   readFile?: (path: string) => string;
 }
 
@@ -94,11 +163,9 @@ export function loadInvokerConfig(sources: ConfigSources = { env: process.env })
   const readFile = sources.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
   const problems: string[] = [];
 
-  const host = sources.hostname ?? hostname();
-  const invokerId = settings.invokerId ?? ordinalFromHostname(host);
-  if (invokerId === undefined) {
-    problems.push(`INVOKER_ID is unset and the hostname "${host}" does not end in -<ordinal>`);
-  }
+  const derived = deriveInvokerId(settings);
+  const invokerId = 'id' in derived ? derived.id : undefined;
+  if ('problem' in derived) problems.push(derived.problem);
 
   const readOrReport = (variable: string, path: string | undefined): string | undefined => {
     if (path === undefined) return undefined;
@@ -140,6 +207,6 @@ export function loadInvokerConfig(sources: ConfigSources = { env: process.env })
   }
 
   if (problems.length > 0) throw new ConfigError(problems);
-  const { invokerId: _id, runtimesManifest: _m, runtimesManifestFile: _f, ...rest } = settings;
+  const { invokerId: _id, podName: _p, nodeName: _n, idByNode: _b, runtimesManifest: _m, runtimesManifestFile: _f, ...rest } = settings;
   return { ...rest, invokerId: invokerId!, runtimesManifestJson, tls };
 }
