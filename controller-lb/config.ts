@@ -20,6 +20,10 @@ export interface ControllerConfig {
   healthTopic: string;
   couchdbUrl: string;
   whisksDb: string;
+  /** Where forced records are written. */
+  activationsDb: string;
+  /** The journal of forced records not yet confirmed by CouchDB. */
+  journalDir: string;
   invokeToken: string | undefined;
   tls: PushTlsOptions | undefined;
   identity: Identity;
@@ -148,6 +152,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     healthTopic: text('CONTROLLER_HEALTH_TOPIC', 'health'),
     couchdbUrl,
     whisksDb: text('COUCHDB_WHISKS_DB', 'whisks'),
+    activationsDb: text('COUCHDB_ACTIVATIONS_DB', 'activations'),
+    journalDir: text('CONTROLLER_JOURNAL_DIR', './.controller-journal'),
     invokeToken: optional('CONTROLLER_INVOKE_TOKEN'),
     tls,
     identity: {

@@ -10,11 +10,17 @@
  *   a forced completion: the push failed, or nothing came back in time.
  * - Health test actions are sent to invokers that are unhealthy or
  *   unresponsive, so that they can prove themselves healthy again.
+ * - Every forced completion also writes a system-error activation record
+ *   (forced-record.ts) through `records`, create-only: the invoker's own
+ *   record, whenever it comes, is the one that stays.
  */
 import {
   INVOKER_HEALTH_TRANSACTION,
   ackActivationId,
+  forcedCompletionDelayMs as upstreamForcedCompletionDelayMs,
   generateActivationId,
+  storesActivations,
+  type ActivationDocument,
   isSystemError as responseIsSystemError,
   type AcknowledgementMessage,
   type ActivationMessage,
@@ -28,6 +34,7 @@ import type { Logger } from '../invoker/telemetry/logger.js';
 import type { InvocationResult, InvokerPool, InvokerState } from './invoker-state.js';
 import type { ActivationPublisher } from './kafka-path.js';
 import type { Push } from './push-client.js';
+import { forcedMessage, forcedRecord, type ForcedMessage } from './forced-record.js';
 import { Scheduler, type SchedulerOptions } from './scheduler.js';
 
 /** What the balancer needs to know about the action. */
@@ -100,8 +107,15 @@ export interface HealthTestOptions {
   checkIntervalMs: number;
 }
 
+/** Where forced records go (an ActivationWriter: journaled, create-only, retried until CouchDB takes them). */
+export interface ForcedRecordSink {
+  store(document: ActivationDocument): Promise<void>;
+}
+
 export interface LoadBalancerOptions {
   controller: ControllerInstanceId;
+  /** Absent: forced completions write no record (tests of the balancer alone). */
+  records?: ForcedRecordSink | undefined;
   pool: InvokerPool;
   pusher: Pusher;
   /** Absent without Kafka: overload is then pushed over HTTP too. */
@@ -122,6 +136,11 @@ export class LoadBalancerClosedError extends Error {
 
 interface Entry {
   activationId: string;
+  /** What a forced record is built from. */
+  message: ForcedMessage;
+  timeoutMs: number;
+  /** The invoker (HTTP) or Kafka has it: the activation may run. */
+  acknowledged: boolean;
   invoker: number;
   actionKey: string;
   memoryMb: number;
@@ -131,6 +150,8 @@ interface Entry {
   resolve: (completion: ActivationCompletion) => void;
   /** The caller already has its answer (a result message came before the completion). */
   answered: boolean;
+  /** `user.limits.storeActivations` is not false. */
+  storeRecord: boolean;
 }
 
 const HEALTH_NAMESPACE = 'whisk.system';
@@ -140,9 +161,9 @@ export function healthTestActionName(controller: ControllerInstanceId): FullyQua
   return { path: HEALTH_NAMESPACE, name: `invokerHealthTestAction${controller.asString}`, version: '0.0.1' };
 }
 
-/** The forced-completion delay: `max(timeLimit, min) * 2 + extra` (upstream). */
+/** The forced-completion delay: `max(timeLimit, min) * 2 + extra` (upstream; protocol/forced-completion.ts). */
 export function forcedCompletionDelayMs(timeoutMs: number, options: ForcedCompletionOptions): number {
-  return Math.max(timeoutMs, options.minTimeLimitMs) * 2 + options.extraMs;
+  return upstreamForcedCompletionDelayMs(timeoutMs, options);
 }
 
 export class LoadBalancer {
@@ -158,6 +179,8 @@ export class LoadBalancer {
   readonly #tests = new Map<string, { invoker: number; timer: NodeJS.Timeout }>();
   readonly #lastTestAt = new Map<number, number>();
   readonly #healthTimer: NodeJS.Timeout | undefined;
+  /** Forced records being journaled. */
+  readonly #storing = new Set<Promise<void>>();
   #closed = false;
   #drained: (() => void) | undefined;
 
@@ -208,6 +231,10 @@ export class LoadBalancer {
     const delay = forcedCompletionDelayMs(action.timeoutMs, this.#forced);
     const entry: Entry = {
       activationId: msg.activationId,
+      message: forcedMessage(msg),
+      timeoutMs: action.timeoutMs,
+      acknowledged: false,
+      storeRecord: storesActivations(msg.user),
       invoker: invoker.index,
       actionKey,
       memoryMb: action.memoryMb,
@@ -249,7 +276,10 @@ export class LoadBalancer {
     }
     // A caller waiting only for the completion must not crash the process
     // with an unhandled rejection; awaiting `acknowledged` still sees it.
-    acknowledged.catch(() => undefined);
+    acknowledged.then(
+      () => (entry.acknowledged = true),
+      () => undefined,
+    );
     this.#logger.debug({ ...log, overloaded, transport: useKafka ? 'kafka' : 'http' }, 'published activation');
     return {
       activationId: msg.activationId,
@@ -335,6 +365,8 @@ export class LoadBalancer {
       this.#drained = undefined;
     }
     for (const entry of [...this.#entries.values()]) this.#force(entry, 'shutdown', 'the controller shut down before the activation completed');
+    // Forced records are journaled by now or soon; the writer is closed by its owner.
+    await Promise.allSettled([...this.#storing]);
   }
 
   #drainedCheck(): void {
@@ -353,11 +385,44 @@ export class LoadBalancer {
     // invoker failing, so it counts as a system error (the seed does that).
     if (reason !== 'shutdown') this.#recordResult(entry.invoker, reason === 'timeout' ? 'timeout' : 'systemError', this.#now());
     this.#logger.warn({ activationId: entry.activationId, invoker: `invoker${entry.invoker}`, reason, error }, 'forced completion of activation');
+    this.#storeForcedRecord(entry, reason, error);
     if (!entry.answered) {
       entry.answered = true;
       entry.resolve({ status: 'forced', activationId: entry.activationId, invoker: entry.invoker, reason, isSystemError: true, error });
     }
     this.#drainedCheck();
+  }
+
+  /**
+   * The system-error record of a forced activation, so that it ends in a
+   * record even if its invoker never writes one. Create-only: if the
+   * invoker's record is stored (now or later), that one stays.
+   */
+  #storeForcedRecord(entry: Entry, reason: 'timeout' | 'failed' | 'shutdown', error: string): void {
+    const records = this.#options.records;
+    if (records === undefined || !entry.storeRecord) return;
+    let stored: Promise<void>;
+    try {
+      const document = forcedRecord({
+        message: entry.message,
+        controller: this.#options.controller,
+        reason,
+        acknowledged: entry.acknowledged,
+        timeoutMs: entry.timeoutMs,
+        error,
+        now: this.#now(),
+      });
+      stored = records.store(document);
+    } catch (cause) {
+      stored = Promise.reject(cause as Error);
+    }
+    const tracked = stored.then(
+      () => this.#logger.debug({ activationId: entry.activationId, reason }, 'journaled the forced record'),
+      (cause: unknown) =>
+        this.#logger.error({ activationId: entry.activationId, reason, error: (cause as Error).message }, 'could not journal the forced record of the activation'),
+    );
+    this.#storing.add(tracked);
+    void tracked.finally(() => this.#storing.delete(tracked));
   }
 
   #release(entry: Entry, index: number): void {

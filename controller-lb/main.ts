@@ -14,6 +14,7 @@ import { KafkaPath } from './kafka-path.js';
 import { kafkaLogCreator } from './kafka-support.js';
 import { LoadBalancer } from './load-balancer.js';
 import { PushClient } from './push-client.js';
+import { ActivationWriter } from '../invoker/store/activation-writer.js';
 
 async function main(config: ControllerConfig): Promise<void> {
   const logger = createLogger({ level: config.logLevel, base: { component: 'controller', controller: config.controllerId } });
@@ -21,6 +22,15 @@ async function main(config: ControllerConfig): Promise<void> {
   const controller: ControllerInstanceId = { asString: config.controllerId };
   const pool = new InvokerPool({ controllerCount: config.controllerCount });
   const pusher = new PushClient({ token: config.invokeToken, tls: config.tls });
+
+  // Forced records: journaled, then written create-only (the invoker's record wins).
+  const records = new ActivationWriter({
+    url: config.couchdbUrl,
+    database: config.activationsDb,
+    journalDir: config.journalDir,
+    logger,
+  });
+  await records.start();
 
   let balancer: LoadBalancer | undefined;
   let kafkaPath: KafkaPath | undefined;
@@ -50,6 +60,7 @@ async function main(config: ControllerConfig): Promise<void> {
     controller,
     pool,
     pusher,
+    records,
     kafka: kafkaPath,
     invokerUrl: (index) => invokerUrlFor(config, index),
     logger,
@@ -87,6 +98,8 @@ async function main(config: ControllerConfig): Promise<void> {
     await balancer.close(config.drainGraceMs);
     await closing;
     await Promise.all([monitor.stop(), kafkaPath?.close(), pusher.close()]);
+    const flushed = await records.close({ timeoutMs: 10_000 });
+    logger.info({ result: flushed }, 'forced records flushed');
     logger.info('controller stopped');
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -8,6 +8,7 @@ import Docker from 'dockerode';
 import type { Admin } from 'kafkajs';
 import { hostname } from 'node:os';
 import {
+  isForcedRecord,
   megabytes,
   ParameterDecryptor,
   serializeActivationDocument,
@@ -117,6 +118,9 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     url: config.couchdbUrl,
     database: config.activationsDb,
     journalDir: config.journalDir,
+    // A controller that gave up on an activation this invoker did run wrote a
+    // forced system-error record; the real record replaces it, never the reverse.
+    replaceable: isForcedRecord,
     logger,
     metrics: {
       batchWritten: (docs) => metrics.storeBatchSize.observe(docs),

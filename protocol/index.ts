@@ -12,6 +12,7 @@ export * from './activation.js';
 export * from './annotations.js';
 export { byteSize, byteSizeBytes, formatByteSize, megabytes, parseByteSize, type ByteSize } from './byte-size.js';
 export * from './error-texts.js';
+export * from './forced-completion.js';
 export * from './instance-ids.js';
 export type { JsonObject, JsonValue } from './json.js';
 export { MAX_JSON_DEPTH, type WireInput } from './json-read.js';

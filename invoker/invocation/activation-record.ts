@@ -35,9 +35,10 @@ export class ActivationRecord {
   private runStart: number | undefined;
   private runEnd: number | undefined;
   private logs: string[] = [];
+  private readonly extra: Annotation[] = [];
 
   constructor(
-    private readonly message: ActivationMessage,
+    private readonly message: Pick<ActivationMessage, 'transid' | 'action' | 'user' | 'activationId' | 'cause'>,
     private readonly now: () => number,
   ) {}
 
@@ -66,6 +67,11 @@ export class ActivationRecord {
 
   setLogs(lines: string[]): void {
     this.logs = lines;
+  }
+
+  /** An annotation after the standard ones (e.g. the controller's forced-completion marker). */
+  annotate(annotation: Annotation): void {
+    this.extra.push(annotation);
   }
 
   /** From the transaction's start to the start of init (cold) or run (warm); pool queueing included. */
@@ -101,6 +107,7 @@ export class ActivationRecord {
     }
     if (m.cause !== undefined) annotations.push({ key: ANNOTATION_CAUSED_BY, value: 'sequence' });
     if (m.action.binding !== undefined) annotations.push({ key: ANNOTATION_BINDING, value: m.action.binding });
+    annotations.push(...this.extra);
 
     const activation: WhiskActivation = {
       namespace: m.user.namespace.name,

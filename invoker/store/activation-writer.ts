@@ -15,7 +15,11 @@
  * - Answers: `ok` and `conflict` confirm a record (ids are deterministic,
  *   `<namespace>/<activationId>`, so a conflict means an earlier attempt -
  *   before a crash, or whose answer was lost - stored it; this makes every
- *   replay idempotent: exactly one document per record). `forbidden`,
+ *   replay idempotent: exactly one document per record). The one exception:
+ *   with `replaceable`, a conflicting document it accepts (the controller's
+ *   forced record of an activation this invoker did run) is read for its
+ *   `_rev` and overwritten; a document written without `replaceable` never
+ *   overwrites anything. `forbidden`,
  *   `unauthorized`, `bad_request`, `illegal_docid`, `doc_validation`,
  *   `invalid` are permanent: the record goes to the dead-letter file, logged
  *   by id. Any other per-document error is retried. A whole request
@@ -106,6 +110,12 @@ export interface ActivationWriterOptions {
   backoffMinMs?: number;
   /** ...up to this. Default 10 000 ms. */
   backoffMaxMs?: number;
+  /**
+   * A stored document (as read back) that a record with the same id replaces
+   * instead of yielding to it, e.g. `isForcedRecord`. Default: none (a
+   * conflict always means the record is stored).
+   */
+  replaceable?: (stored: unknown) => boolean;
 }
 
 export interface ActivationWriterStats {
@@ -115,6 +125,8 @@ export interface ActivationWriterStats {
   confirmed: number;
   /** Of those, already stored (a replay or a retried batch). */
   conflicts: number;
+  /** Records that replaced a `replaceable` document (a controller's forced record). */
+  replaced: number;
   deadLettered: number;
   /** `_bulk_docs` calls answered, and the records in them. */
   batches: number;
@@ -194,6 +206,9 @@ export class ActivationWriter {
   private readonly requestTimeoutMs: number;
   private readonly backoffMinMs: number;
   private readonly backoffMaxMs: number;
+  private readonly replaceable: ((stored: unknown) => boolean) | undefined;
+  /** `_rev` of a replaceable document a held record is to overwrite, by id. */
+  private readonly replaceRevs = new Map<string, string>();
 
   private journal: Journal | undefined;
   private starting = false;
@@ -232,6 +247,7 @@ export class ActivationWriter {
     accepted: 0,
     confirmed: 0,
     conflicts: 0,
+    replaced: 0,
     deadLettered: 0,
     batches: 0,
     batchedRecords: 0,
@@ -257,6 +273,7 @@ export class ActivationWriter {
     this.requestTimeoutMs = positive('requestTimeoutMs', options.requestTimeoutMs ?? 30_000);
     this.backoffMinMs = positive('backoffMinMs', options.backoffMinMs ?? 100);
     this.backoffMaxMs = Math.max(this.backoffMinMs, options.backoffMaxMs ?? 10_000);
+    this.replaceable = options.replaceable;
     this.logger = options.logger.child({ component: 'activation-writer', db: this.database, couchdb: redactUrl(options.url) });
   }
 
@@ -607,18 +624,30 @@ export class ActivationWriter {
     const confirmed: JournalRecord[] = [];
     const retry: Queued[] = [];
     const rejected: Rejection[] = [];
+    const conflicts: Queued[] = [];
     answer.results.forEach(({ item, result }) => {
       if (result.error === undefined) {
+        if (this.replaceRevs.delete(item.record.id)) this.counters.replaced++;
         confirmed.push(item.record);
       } else if (result.error === 'conflict') {
-        this.counters.conflicts++;
-        confirmed.push(item.record);
+        if (this.replaceable !== undefined) conflicts.push(item);
+        else {
+          this.counters.conflicts++;
+          confirmed.push(item.record);
+        }
       } else if (PERMANENT_ERRORS.has(result.error)) {
         rejected.push({ record: item.record, error: result.error, reason: result.reason ?? '' });
       } else {
         retry.push(item);
       }
     });
+    if (conflicts.length > 0) {
+      const { stored, replace, unreadable } = await this.sortConflicts(conflicts);
+      confirmed.push(...stored);
+      // Sent again at once, with the `_rev` of the document they replace.
+      this.requeue(replace);
+      retry.push(...unreadable);
+    }
     this.confirm(confirmed);
     if (retry.length > 0) {
       this.counters.documentRetries += retry.length;
@@ -635,9 +664,64 @@ export class ActivationWriter {
     if (rejected.length > 0) await this.reject(rejected);
   }
 
+  /**
+   * Records whose id was taken: each is stored already (the document is not
+   * replaceable: this record or an earlier attempt of it) or is to replace
+   * the document (its `_rev` is remembered for the next send). When the
+   * documents cannot be read, all of them are retried (and conflict again).
+   */
+  private async sortConflicts(conflicts: readonly Queued[]): Promise<{ stored: JournalRecord[]; replace: Queued[]; unreadable: Queued[] }> {
+    let rows: unknown;
+    try {
+      rows = await couchRequest(this.server, {
+        db: this.database,
+        path: '_all_docs',
+        method: 'POST',
+        qs: { include_docs: true },
+        body: { keys: conflicts.map((item) => item.record.id) },
+        signal: deadline(this.requestTimeoutMs, this.stopSignal.signal),
+      });
+    } catch (err) {
+      this.logger.warn({ records: conflicts.length, reason: describeFailure(couchFailure(err)) }, 'reading conflicting activation records failed; retrying them');
+      return { stored: [], replace: [], unreadable: [...conflicts] };
+    }
+    const docs = new Map<string, { _rev?: unknown }>();
+    const list = (rows as { rows?: unknown } | null)?.rows;
+    if (Array.isArray(list)) {
+      for (const row of list as Array<{ id?: unknown; doc?: unknown }>) {
+        if (typeof row?.id === 'string' && typeof row.doc === 'object' && row.doc !== null) docs.set(row.id, row.doc as { _rev?: unknown });
+      }
+    }
+    const stored: JournalRecord[] = [];
+    const replace: Queued[] = [];
+    for (const item of conflicts) {
+      const doc = docs.get(item.record.id);
+      if (doc !== undefined && typeof doc._rev === 'string' && this.replaceable?.(doc) === true) {
+        this.replaceRevs.set(item.record.id, doc._rev);
+        this.logger.info({ id: item.record.id }, 'replacing the forced record the controller wrote with the invoker\'s record');
+        replace.push(item);
+      } else if (doc === undefined) {
+        // Deleted or unreadable in between: send it again, without a revision.
+        this.replaceRevs.delete(item.record.id);
+        replace.push(item);
+      } else {
+        this.replaceRevs.delete(item.record.id);
+        this.counters.conflicts++;
+        stored.push(item.record);
+      }
+    }
+    return { stored, replace, unreadable: [] };
+  }
+
   private async postBulk(batch: readonly Queued[]): Promise<BulkAnswer> {
     let body = '{"docs":[';
-    for (let i = 0; i < batch.length; i++) body += (i === 0 ? '' : ',') + (batch[i] as Queued).record.json;
+    for (let i = 0; i < batch.length; i++) {
+      const record = (batch[i] as Queued).record;
+      const rev = this.replaceRevs.get(record.id);
+      // The journaled JSON is an object: the revision goes in front of its first field.
+      const json = rev === undefined ? record.json : `{"_rev":${JSON.stringify(rev)},${record.json.slice(1)}`;
+      body += (i === 0 ? '' : ',') + json;
+    }
     body += ']}';
     let raw: unknown;
     try {
