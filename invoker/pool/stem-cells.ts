@@ -1,7 +1,8 @@
 /**
- * Prewarm ("stem cell") targets and their retry backoff. The pool owns the
- * containers; this only remembers, per (kind, memory), how many are wanted
- * and when creation may be tried again after a failure.
+ * Prewarm targets ("stem cells": upstream's name for prewarmed containers,
+ * used for them throughout) and their upkeep rules: how many are still
+ * wanted, and when creation may be tried again after a failure. The pool owns
+ * the containers and the timers; this owns the arithmetic.
  */
 import type { StemCellSpec } from './types.js';
 
@@ -51,6 +52,25 @@ export function stemCellTargets(specs: readonly StemCellSpec[]): StemCellTarget[
     });
   });
   return [...byKey.values()];
+}
+
+/** Stem cells `target` still wants with `live` of them counted: none while it backs off. */
+export function stemCellShortfall(target: StemCellTarget, live: number, now: number): number {
+  if (now < target.retryAt) return 0;
+  return Math.max(0, target.count - live);
+}
+
+/** A creation failed: counts it and returns the delay (ms) before the next attempt. */
+export function recordStemCellFailure(target: StemCellTarget, now: number, backoff: BackoffOptions): number {
+  target.failures += 1;
+  const delayMs = backoffDelayMs(target.failures, backoff);
+  target.retryAt = now + delayMs;
+  return delayMs;
+}
+
+/** A creation succeeded: the backoff starts over. */
+export function recordStemCellSuccess(target: StemCellTarget): void {
+  target.failures = 0;
 }
 
 /** Delay before the next attempt after `failures` consecutive failures (>= 1): doubling, capped. */
