@@ -13,8 +13,8 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { pipeline } = require('node:stream/promises');
-const yauzl = require('yauzl');
-const tar = require('tar');
+// yauzl and tar are loaded on first use: tar alone takes tens of milliseconds
+// to load, which a container that never sees an archive should not pay at start.
 
 const UNSUPPORTED = 'There was an error uncompressing the action archive. The file type is unsupported';
 const BAD_ZIP = 'There was an error uncompressing the action Zip archive.';
@@ -65,7 +65,7 @@ async function extractArchive(base64, parent) {
 function extractTarGz(buf, dir) {
   return new Promise((resolve, reject) => {
     // No decompression-ratio limit: GNU tar has none (the container's own limits apply).
-    const unpack = tar.x({ cwd: dir, preserveOwner: false, maxDecompressionRatio: Infinity });
+    const unpack = require('tar').x({ cwd: dir, preserveOwner: false, maxDecompressionRatio: Infinity });
     unpack.on('error', reject);
     unpack.on('close', resolve);
     unpack.end(buf);
@@ -79,7 +79,7 @@ function extractTarGz(buf, dir) {
  */
 async function extractZip(buf, dir) {
   const zip = await new Promise((resolve, reject) =>
-    yauzl.fromBuffer(buf, { lazyEntries: true, validateEntrySizes: true }, (e, z) => (e ? reject(e) : resolve(z))),
+    require('yauzl').fromBuffer(buf, { lazyEntries: true, validateEntrySizes: true }, (e, z) => (e ? reject(e) : resolve(z))),
   );
   const links = [];
   try {
