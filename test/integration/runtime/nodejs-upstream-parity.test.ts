@@ -58,6 +58,35 @@ function zip(dir: string): Buffer {
   return fs.readFileSync(out);
 }
 
+// Archives with names that `zip` and `tar` would not write, made by Python's
+// zipfile and tarfile, which store names as given.
+const CRAFT = `
+import io, json, sys, tarfile, zipfile
+kind, out, entries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+if kind == 'zip':
+    with zipfile.ZipFile(out, 'w', zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries: z.writestr(name, data)
+else:
+    with tarfile.open(out, 'w:gz') as t:
+        for name, data in entries:
+            info = tarfile.TarInfo(name); info.size = len(data.encode()); t.addfile(info, io.BytesIO(data.encode()))
+`;
+
+function crafted(kind: 'zip' | 'tar.gz', entries: Array<[string, string]>): Buffer {
+  const out = path.join(work, `crafted-${Math.random().toString(36).slice(2)}.${kind}`);
+  execFileSync('python3', ['-c', CRAFT, kind, out, JSON.stringify(entries)]);
+  return fs.readFileSync(out);
+}
+
+// Lists the extracted folder, and whether anything landed beside it.
+const LISTING_ACTION = `
+const fs = require('fs');
+exports.main = () => ({
+  files: fs.readdirSync('.', { recursive: true }).sort(),
+  outside: ['/tmp/up.js', '/tmp/b.js', '/abs.js'].filter((f) => fs.existsSync(f)),
+});
+`;
+
 function archiveInit(archive: Buffer, main = 'main') {
   return { value: { name: 'archived', main, binary: true, code: archive.toString('base64') } };
 }
@@ -191,6 +220,59 @@ for (const { kind, image } of RUNTIME_IMAGES) {
       const rt = await startRuntime(t, agent, image);
       t.same(await rt.post('/init', archiveInit(archive)), { status: 200, body: { OK: true } });
       t.same(await rt.post('/run', runBody({})), { status: 200, body: { openwhisk: "the action's own" } });
+    });
+
+    t.test('entry names as unzip and GNU tar treat them', async (t) => {
+      // unzip 6 drops `..` components (exit status 0): the entries land inside.
+      const dotdot = crafted('zip', [
+        ['index.js', LISTING_ACTION],
+        ['../up.js', ''],
+        ['a/../../b.js', ''],
+      ]);
+      let rt = await startRuntime(t, agent, image);
+      t.same(await rt.post('/init', archiveInit(dotdot)), { status: 200, body: { OK: true } }, 'zip with ..: init succeeds');
+      t.same(
+        await rt.post('/run', runBody({})),
+        { status: 200, body: { files: ['a', 'a/b.js', 'index.js', 'up.js'], outside: [] } },
+        'zip with ..: every entry inside the folder',
+      );
+
+      // An absolute name: unzip strips it but exits 1, which fails upstream's init.
+      const absolute = crafted('zip', [
+        ['index.js', LISTING_ACTION],
+        ['/abs.js', ''],
+      ]);
+      rt = await startRuntime(t, agent, image);
+      t.same(
+        await rt.post('/init', archiveInit(absolute)),
+        { status: 502, body: { error: `Initialization has failed due to: ${BAD_ZIP}` } },
+        'zip with an absolute name: refused',
+      );
+
+      // GNU tar strips a leading / with a warning only (exit status 0)...
+      const tarAbsolute = crafted('tar.gz', [
+        ['index.js', LISTING_ACTION],
+        ['/abs.js', ''],
+      ]);
+      rt = await startRuntime(t, agent, image);
+      t.same(await rt.post('/init', archiveInit(tarAbsolute)), { status: 200, body: { OK: true } }, 'tar.gz with /: init succeeds');
+      t.same(
+        await rt.post('/run', runBody({})),
+        { status: 200, body: { files: ['abs.js', 'index.js'], outside: [] } },
+        'tar.gz with /: the entry inside the folder',
+      );
+
+      // ...but skips a member with `..` and exits 2, which fails upstream's init.
+      const tarDotdot = crafted('tar.gz', [
+        ['index.js', LISTING_ACTION],
+        ['../up.js', ''],
+      ]);
+      rt = await startRuntime(t, agent, image);
+      t.same(
+        await rt.post('/init', archiveInit(tarDotdot)),
+        { status: 502, body: { error: `Initialization has failed due to: ${BAD_TAR_GZ}` } },
+        'tar.gz with ..: refused',
+      );
     });
 
     t.test('not an archive', async (t) => {
