@@ -7,6 +7,8 @@ export interface TestEnvironment {
   kafkaBrokers: string[];
   couchdbUrl: string;
   actionImageNodejs: string;
+  /** The nodejs:24 runtime image (scripts/build-runtime-image.sh builds both). */
+  actionImageNodejs24: string;
   dockerNetwork: string;
 }
 
@@ -15,6 +17,7 @@ export function testEnvironment(): TestEnvironment {
     kafkaBrokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',').map((b) => b.trim()),
     couchdbUrl: process.env.COUCHDB_URL ?? 'http://127.0.0.1:5984',
     actionImageNodejs: process.env.ACTION_IMAGE_NODEJS20 ?? 'whisk/action-nodejs-v20:local',
+    actionImageNodejs24: process.env.ACTION_IMAGE_NODEJS24 ?? 'whisk/action-nodejs-v24:local',
     dockerNetwork: process.env.TEST_DOCKER_NETWORK ?? 'whisk-test',
   };
 }

@@ -13,8 +13,8 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { pipeline } = require('node:stream/promises');
-const yauzl = require('yauzl');
-const tar = require('tar');
+// yauzl and tar are loaded on first use: tar alone takes tens of milliseconds
+// to load, which a container that never sees an archive should not pay at start.
 
 const UNSUPPORTED = 'There was an error uncompressing the action archive. The file type is unsupported';
 const BAD_ZIP = 'There was an error uncompressing the action Zip archive.';
@@ -61,35 +61,52 @@ async function extractArchive(base64, parent) {
   return dir;
 }
 
-/** `tar -xzf`: node-tar strips leading `/` and skips `..` entries, as GNU tar does; corruption is an error. */
+/**
+ * `tar -xzf`, which upstream's extraction fails on whenever GNU tar exits
+ * non-zero: corruption, and also entries it skips (a `..` in a name, an entry
+ * it cannot write). node-tar reports those as warnings, and they fail here
+ * likewise; only its informational ones pass (a leading `/` stripped, where
+ * GNU tar too only warns).
+ */
 function extractTarGz(buf, dir) {
   return new Promise((resolve, reject) => {
+    let skipped;
     // No decompression-ratio limit: GNU tar has none (the container's own limits apply).
-    const unpack = tar.x({ cwd: dir, preserveOwner: false, maxDecompressionRatio: Infinity });
+    const unpack = require('tar').x({ cwd: dir, preserveOwner: false, maxDecompressionRatio: Infinity });
+    unpack.on('warn', (code, message) => {
+      if (code !== 'TAR_ENTRY_INFO') skipped ??= new Error(`${code}: ${message}`);
+    });
     unpack.on('error', reject);
-    unpack.on('close', resolve);
+    unpack.on('close', () => (skipped ? reject(skipped) : resolve()));
     unpack.end(buf);
   });
 }
 
 /**
- * `unzip -qq`: every entry below `dir` (yauzl refuses absolute names and `..`,
- * and turns `\` into `/`), Unix permission bits kept, symbolic links created
- * last so that no entry is ever written through one.
+ * `unzip -qq`: every entry below `dir`, named as Info-ZIP's unzip names it
+ * (see entryPath), Unix permission bits kept, symbolic links created last so
+ * that no entry is ever written through one.
  */
 async function extractZip(buf, dir) {
+  const yauzl = require('yauzl');
+  // Names are decoded below (yauzl's own decoding refuses the `..` that unzip strips).
+  const options = { lazyEntries: true, validateEntrySizes: true, decodeStrings: false };
   const zip = await new Promise((resolve, reject) =>
-    yauzl.fromBuffer(buf, { lazyEntries: true, validateEntrySizes: true }, (e, z) => (e ? reject(e) : resolve(z))),
+    yauzl.fromBuffer(buf, options, (e, z) => (e ? reject(e) : resolve(z))),
   );
   const links = [];
   try {
     for (;;) {
       const entry = await nextEntry(zip);
       if (entry === undefined) break;
-      const target = path.join(dir, entry.fileName);
+      // UTF-8 by flag or Info-ZIP's Unicode path field, else CP437; `\` read as `/`.
+      const name = yauzl.getFileNameLowLevel(entry.generalPurposeBitFlag, entry.fileNameRaw, entry.extraFields, false);
+      const relative = entryPath(name);
+      if (relative === '') continue;
+      const target = path.join(dir, relative);
       const unixMode = entry.versionMadeBy >> 8 === MADE_BY_UNIX ? entry.externalFileAttributes >>> 16 : 0;
       const type = unixMode & S_IFMT;
-      if (entry.fileName.endsWith('/') || type === S_IFDIR) {
+      if (name.endsWith('/') || type === S_IFDIR) {
         fs.mkdirSync(target, { recursive: true, mode: ((unixMode & 0o777) || 0o755) | 0o700 });
         continue;
       }
@@ -109,6 +126,20 @@ async function extractZip(buf, dir) {
     zip.close();
   }
   for (const { target, link } of links) fs.symlinkSync(link, target);
+}
+
+/**
+ * An entry's path below the extraction folder, as Info-ZIP's unzip 6 makes it:
+ * `.` and `..` components dropped (silently, exit status 0), and an absolute
+ * name refused (unzip strips it with a warning and exit status 1, which fails
+ * upstream's extraction).
+ */
+function entryPath(name) {
+  if (name.startsWith('/') || /^[a-zA-Z]:/.test(name)) throw new Error(`absolute path: ${name}`);
+  return name
+    .split('/')
+    .filter((part) => part !== '' && part !== '.' && part !== '..')
+    .join('/');
 }
 
 function nextEntry(zip) {
