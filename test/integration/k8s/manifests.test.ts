@@ -164,11 +164,11 @@ if (tools.length > 0) {
 
     // Negative controls, in the same run: a misspelt field, and a string where an integer belongs.
     const output = built.get('statefulset')!;
-    t.ok(output.includes('periodSeconds: 10') && output.includes('terminationGracePeriodSeconds: 150'));
+    t.ok(output.includes('periodSeconds: 10') && /terminationGracePeriodSeconds: \d+/.test(output));
     const misspelt = join(scratch, 'misspelt.yaml');
     writeFileSync(misspelt, output.replace('periodSeconds: 10', 'periodSecond: 10'));
     const wrongType = join(scratch, 'wrong-type.yaml');
-    writeFileSync(wrongType, output.replace('terminationGracePeriodSeconds: 150', 'terminationGracePeriodSeconds: "150s"'));
+    writeFileSync(wrongType, output.replace(/terminationGracePeriodSeconds: (\d+)/, 'terminationGracePeriodSeconds: "$1s"'));
 
     for (const schemas of SCHEMA_DIRS) {
       const version = relative(ROOT, schemas);
@@ -186,7 +186,7 @@ if (tools.length > 0) {
       t.equal(broken.length, 1, `${version}: the resource with the misspelt field fails, and only it`);
       t.equal(broken[0]?.status, 'statusInvalid');
       t.match(broken[0]?.msg, /additional properties 'periodSecond' not allowed/);
-      t.equal(of(wrongType).find((v) => v.kind === 'StatefulSet')?.status, 'statusInvalid', `${version}: the wrong type fails`);
+      t.ok(of(wrongType).some((v) => v.status === 'statusInvalid' && /terminationGracePeriodSeconds/.test(v.msg)), `${version}: the wrong type fails`);
     }
   });
 
