@@ -190,6 +190,19 @@ if (tools.length > 0) {
     }
   });
 
+  t.test("kubectl's own kustomize (kubectl apply -k) builds the same objects", async (t) => {
+    const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
+    if (kubectl.error || kubectl.status !== 0) {
+      // kubectl is not one of the tools the suite installs; kustomize above is the same builder.
+      t.skip('kubectl is not installed on this machine');
+      return;
+    }
+    for (const [overlay, output] of built) {
+      const viaKubectl = execFileSync('kubectl', ['kustomize', join(K8S, 'overlays', overlay)], { encoding: 'utf8' });
+      t.same(documents(viaKubectl), documents(output), overlay);
+    }
+  });
+
   t.test('what the manifests say agrees with the code', async (t) => {
     const invokerVariables = new Set(Object.values(INVOKER_SETTINGS).map((setting) => setting.variable));
     const controllerReads = new Set(controllerVariables());
