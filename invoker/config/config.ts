@@ -41,7 +41,7 @@ export const INVOKER_SETTINGS = {
   httpPort: integer('INVOKER_HTTP_PORT', 'Port of `POST /invoke` and the operations routes.', 8080, { min: 0, max: 65535 }),
   tlsCertFile: optionalText('INVOKER_TLS_CERT_FILE', 'PEM certificate; with the key, the server speaks HTTPS.'),
   tlsKeyFile: optionalText('INVOKER_TLS_KEY_FILE', 'PEM private key for the certificate.'),
-  tlsClientCaFile: optionalText('INVOKER_TLS_CLIENT_CA_FILE', 'PEM CA bundle; when set, `/invoke` callers must present a client certificate it signed (mTLS).'),
+  tlsClientCaFile: optionalText('INVOKER_TLS_CLIENT_CA_FILE', 'PEM CA bundle; when set, `/invoke`, `/enable`, `/disable`, `/isEnabled` and `/pool` need a client certificate it signed (mTLS: 401 without one, 403 for another); probes and `/metrics` do not.'),
   invokeToken: optionalText('INVOKER_INVOKE_TOKEN', 'Shared bearer token required on `POST /invoke` when set.', { secret: true }),
   adminUser: optionalText('INVOKER_ADMIN_USER', 'Basic-auth user for `/enable`, `/disable`, `/isEnabled`; unset: those routes refuse everyone.'),
   adminPassword: optionalText('INVOKER_ADMIN_PASSWORD', 'Basic-auth password for the admin routes.', { secret: true }),

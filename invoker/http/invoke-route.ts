@@ -48,6 +48,8 @@ export interface InvokeRouteDeps {
   logger: Logger;
   invokeBodyLimitBytes: number;
   invokeToken?: string | undefined;
+  /** With mTLS: refuses a connection without a valid client certificate (runs first). */
+  requireClientCertificate?: ((request: FastifyRequest, reply: FastifyReply) => Promise<unknown>) | undefined;
   /** Called after each /invoke response has been handed to the socket. */
   afterResponse: () => void;
 }
@@ -72,7 +74,7 @@ function singleHeader(value: string | string[] | undefined): string | undefined 
  * other routes.
  */
 export function registerInvokeRoute(app: FastifyInstance, deps: InvokeRouteDeps): void {
-  const { handler, admission, metrics, logger, invokeBodyLimitBytes, invokeToken, afterResponse } = deps;
+  const { handler, admission, metrics, logger, invokeBodyLimitBytes, invokeToken, afterResponse, requireClientCertificate } = deps;
   // Receipt time per request, without decorating fastify's global Request type.
   const receivedAt = new WeakMap<FastifyRequest, number>();
 
@@ -119,6 +121,7 @@ export function registerInvokeRoute(app: FastifyInstance, deps: InvokeRouteDeps)
         async (request) => {
           receivedAt.set(request, Date.now());
         },
+        ...(requireClientCertificate ? [requireClientCertificate] : []),
         authenticate,
         admit,
       ],

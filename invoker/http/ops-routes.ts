@@ -1,7 +1,9 @@
 /**
  * Operations routes: `/ping`, `/health/live`, `/health/ready`, `/metrics`,
  * `/pool`, and the admin routes `/enable`, `/disable`, `/isEnabled` behind
- * basic auth (upstream's InvokerServer, same texts).
+ * basic auth (upstream's InvokerServer, same texts). With mTLS, `/pool` and
+ * the admin routes also need a client certificate; the probes and `/metrics`
+ * never do (kubelets and Prometheus have none).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../telemetry/logger.js';
@@ -38,12 +40,16 @@ export interface OpsRouteDeps {
   adminCredentials: BasicCredentials | undefined;
   /** Upstream's `InvokerInstanceId.toString`, e.g. `invoker0`, in the enable/disable texts. */
   instanceName: string;
+  /** With mTLS: refuses a connection without a valid client certificate. */
+  requireClientCertificate?: ((request: FastifyRequest, reply: FastifyReply) => Promise<unknown>) | undefined;
 }
 
 const BASIC_CHALLENGE = { 'www-authenticate': 'Basic realm="invoker"' };
 
 export function registerOpsRoutes(app: FastifyInstance, deps: OpsRouteDeps): void {
-  const { controls, health, metrics, poolSnapshot, logger, adminCredentials, instanceName } = deps;
+  const { controls, health, metrics, poolSnapshot, logger, adminCredentials, instanceName, requireClientCertificate } = deps;
+  // Hooks in front of the routes that are not for probes or scrapers.
+  const certificate = requireClientCertificate ? [requireClientCertificate] : [];
 
   app.get('/ping', async (_request, reply) => reply.type('text/plain; charset=utf-8').send('pong'));
 
@@ -67,7 +73,7 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsRouteDeps): voi
     return reply.type(contentType).send(body);
   });
 
-  app.get('/pool', async (_request, reply) =>
+  app.get('/pool', { onRequest: certificate }, async (_request, reply) =>
     // Serialized here rather than by fastify so `undefined` becomes `null`, not an empty body.
     reply.type('application/json; charset=utf-8').send(JSON.stringify(poolSnapshot() ?? null)),
   );
@@ -84,21 +90,21 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsRouteDeps): voi
 
   // Upstream InvokerReactive: "<instance> is now enabled." / "... is already
   // enabled." (and the same for disabled), as text/plain.
-  app.post('/enable', { onRequest: requireAdmin }, async (_request, reply) => {
+  app.post('/enable', { onRequest: [...certificate, requireAdmin] }, async (_request, reply) => {
     const already = controls.isEnabled();
     if (!already) controls.enable();
     logger.info({ already }, 'enabled over HTTP');
     return reply.type('text/plain; charset=utf-8').send(`${instanceName} is ${already ? 'already' : 'now'} enabled.`);
   });
 
-  app.post('/disable', { onRequest: requireAdmin }, async (_request, reply) => {
+  app.post('/disable', { onRequest: [...certificate, requireAdmin] }, async (_request, reply) => {
     const already = !controls.isEnabled();
     if (!already) controls.disable();
     logger.info({ already }, 'disabled over HTTP');
     return reply.type('text/plain; charset=utf-8').send(`${instanceName} is ${already ? 'already' : 'now'} disabled.`);
   });
 
-  app.get('/isEnabled', { onRequest: requireAdmin }, async () => ({ enabled: controls.isEnabled() }));
+  app.get('/isEnabled', { onRequest: [...certificate, requireAdmin] }, async () => ({ enabled: controls.isEnabled() }));
 
   methodNotAllowed(app, '/enable', ['POST']);
   methodNotAllowed(app, '/disable', ['POST']);

@@ -3,12 +3,13 @@
  * operations routes (ops-routes.ts), over HTTP or HTTPS (optionally mTLS).
  * Everything it talks to is passed in; it owns only the listening socket.
  */
-import Fastify, { LogController, type FastifyHttpsOptions, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyHttpsOptions, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { ActivationHandler, Admission } from '../invocation/activation-handler.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { InvokerMetrics } from '../telemetry/metrics.js';
+import { clientCertificateStatus } from './auth.js';
 import { registerInvokeRoute } from './invoke-route.js';
 import { registerOpsRoutes, type InvokerControls, type InvokerHealth } from './ops-routes.js';
 import { errorHandler, pathOf, sendError } from './replies.js';
@@ -18,7 +19,11 @@ export interface HttpTlsConfig {
   cert: string;
   /** PEM private key. */
   key: string;
-  /** PEM CA bundle; when set, every client must present a certificate it signed. */
+  /**
+   * PEM CA bundle; when set, `/invoke`, the admin routes and `/pool` require
+   * a client certificate it signed. The probes (`/ping`, `/health/*`) and
+   * `/metrics` do not: kubelets and Prometheus connect without one.
+   */
   clientCa?: string | undefined;
 }
 
@@ -79,8 +84,11 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
           https: {
             cert: tls.cert,
             key: tls.key,
+            // Asked for, verified against the CA, but not enforced by the
+            // handshake: the routes that need a certificate check the
+            // verdict (requireClientCertificate), the probes do not.
             ...(tls.clientCa !== undefined
-              ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true }
+              ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false }
               : {}),
           },
         } satisfies FastifyHttpsOptions<HttpsServer>)
@@ -92,6 +100,19 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, `no route for ${request.method} ${pathOf(request)}`));
 
   let closing = false;
+
+  // Refuses a request whose connection did not present a valid client
+  // certificate; a no-op without mTLS.
+  const requireClientCertificate =
+    tls?.clientCa === undefined
+      ? undefined
+      : async (request: FastifyRequest, reply: FastifyReply) => {
+          const status = clientCertificateStatus(request.raw.socket);
+          if (status.ok) return;
+          const route = `${request.method} ${pathOf(request)}`;
+          logger.warn({ route, remoteAddress: request.ip, reason: status.reason }, `refused ${route}: ${status.reason}`);
+          return sendError(reply, status.status, `${route} requires a client certificate signed by the invoker's client CA: ${status.reason}`);
+        };
 
   registerInvokeRoute(app, {
     // The 200 of an activation in flight went out before close() began, so
@@ -107,6 +128,7 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
     logger,
     invokeBodyLimitBytes: config.invokeBodyLimitBytes,
     invokeToken: config.invokeToken,
+    requireClientCertificate,
   });
   registerOpsRoutes(app, {
     controls: deps.controls,
@@ -119,6 +141,7 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
         ? { user: config.adminUser, password: config.adminPassword }
         : undefined,
     instanceName: deps.instanceName ?? 'invoker',
+    requireClientCertificate,
   });
 
   return {
