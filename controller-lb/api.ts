@@ -15,6 +15,7 @@ import {
   generateActivationId,
   generateTransactionId,
   isTruthy,
+  RawJson,
   serializeWhiskActivation,
   type ActivationMessage,
   type ControllerInstanceId,
@@ -155,7 +156,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       activationId: generateActivationId(),
       rootControllerIndex: controller,
       blocking,
-      content: args.content,
+      content: RawJson.of(args.content),
       initArgs: args.initArgs,
       lockedArgs: args.lockedArgs,
     };

@@ -17,6 +17,7 @@ export * from './instance-ids.js';
 export type { JsonObject, JsonValue } from './json.js';
 export { MAX_JSON_DEPTH, type WireInput } from './json-read.js';
 export * from './locked-args.js';
+export { bigDecimalString, RawJson, rawEnvString, upstreamCompact, type RawJsonType, type RawMember } from './raw-json.js';
 export * from './parse-error.js';
 export * from './ping.js';
 export * from './runtime-payloads.js';

@@ -28,7 +28,7 @@ import {
   type ActivationMessage,
   type ActivationResponse,
   type InvokerInstanceId,
-  type JsonObject,
+  type RawJson,
   type ParameterDecryptor,
   type RuntimeAction,
 } from '../../protocol/index.js';
@@ -212,7 +212,7 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     }
   }
 
-  private decrypt(message: ActivationMessage): JsonObject | undefined {
+  private decrypt(message: ActivationMessage): RawJson | undefined {
     if (Object.keys(message.lockedArgs).length === 0) return message.content;
     if (!this.deps.decryptor) {
       throw new ActivationEnded(whiskError(FAILED_TO_PROVISION), 'locked arguments but no keys are configured');
@@ -283,7 +283,7 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     lease: Lease<C>,
     message: ActivationMessage,
     action: ExecutableAction,
-    content: JsonObject | undefined,
+    content: RawJson | undefined,
     record: ActivationRecord,
     trace: ActivationTrace,
     event: Record<string, unknown>,

@@ -63,7 +63,7 @@ const ackText = readFileSync(join(fixtures, 'ack-combined-full.json'), 'utf8');
 const ackBytes = Buffer.from(ackText);
 
 const message = parseActivationMessage(messageText);
-const messageRaw: unknown = JSON.parse(messageText);
+const messageRaw = JSON.parse(messageText) as { content: Record<string, unknown> };
 const ack = parseAcknowledgement(ackText);
 const ackRaw: unknown = JSON.parse(ackText);
 const runCall = {
@@ -91,7 +91,7 @@ const rows: Row[] = [
     () => runBody(runCall),
     // The same body built the obvious way: an object literal, then stringify.
     () => {
-      const { DB_URL: _init, ...value } = message.content ?? {};
+      const { DB_URL: _init, ...value } = messageRaw.content;
       return JSON.stringify({
         value,
         api_key: message.user.authkey['api_key'],

@@ -17,7 +17,8 @@ import {
   serializeActivationMessage,
   type AcknowledgementMessage,
   type ActivationMessage,
-  type JsonObject,
+  type JsonValue,
+  RawJson,
 } from '../../protocol/index.js';
 import { loadInvokerConfig, type InvokerConfig } from '../../invoker/config/config.js';
 import { startInvoker, type RunningInvoker } from '../../invoker/invoker.js';
@@ -175,7 +176,7 @@ export class InvokerTestbed {
 
   message(
     action: { name: string; rev: string | null; namespace?: string },
-    options: { content?: JsonObject; blocking?: boolean; invocationNamespace?: string; controller?: string; traceContext?: Record<string, string> } = {},
+    options: { content?: JsonValue | RawJson; blocking?: boolean; invocationNamespace?: string; controller?: string; traceContext?: Record<string, string> } = {},
   ): ActivationMessage {
     const path = action.namespace ?? 'guest';
     const ns = options.invocationNamespace ?? path;
@@ -187,7 +188,7 @@ export class InvokerTestbed {
       activationId: generateActivationId(),
       rootControllerIndex: { asString: options.controller ?? '0' },
       blocking: options.blocking ?? true,
-      ...(options.content ? { content: options.content } : { content: {} }),
+      content: options.content instanceof RawJson ? options.content : RawJson.of(options.content ?? {}),
       initArgs: [],
       lockedArgs: {},
       ...(options.traceContext ? { traceContext: options.traceContext } : {}),

@@ -47,7 +47,7 @@ t.test('spec example ActivationMessage reads as expected', async (t) => {
   t.equal(m.activationId, 'a8b3c0f1d2e34f5a9b6c7d8e9f0a1b2c');
   t.same(m.rootControllerIndex, { asString: '0' });
   t.equal(m.blocking, true);
-  t.same(m.content, { name: 'World' });
+  t.equal(m.content?.text, '{"name":"World"}');
   t.same(m.initArgs, []);
   t.same(m.lockedArgs, {});
   t.notOk('cause' in m);
