@@ -90,6 +90,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     docker,
     logger: logger.child({ component: 'docker' }),
     observe: (operation, seconds, outcome) => metrics.dockerOperationSeconds.observe({ operation, outcome }, seconds),
+    droppedLogLines: (reason) => metrics.logLinesDropped.inc({ reason }),
   });
   // Containers of an earlier run of this invoker id (a crash, a restart) are stale.
   const stale = await factory.removeInvokerContainers();

@@ -71,8 +71,9 @@ export interface RecordSink {
 export interface RunnableContainer extends PoolContainer {
   init(body: string, timeoutMs: number): Promise<RuntimeResult>;
   run(body: string, timeoutMs: number): Promise<RuntimeResult>;
-  beginActivation(options?: { limitBytes?: number }): void;
-  collectLogs(options?: { limitBytes?: number }): Promise<{ lines: string[]; complete: boolean }>;
+  /** `activationId` names the log in a container that runs several activations at once. */
+  beginActivation(options?: { limitBytes?: number; activationId?: string }): void;
+  collectLogs(options?: { limitBytes?: number; activationId?: string }): Promise<{ lines: string[]; complete: boolean }>;
   inspectExit(): Promise<{ oomKilled: boolean }>;
 }
 
@@ -301,7 +302,8 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     };
     let keep = false;
     try {
-      container.beginActivation({ limitBytes: logLimitBytes });
+      const activationId = message.activationId;
+      container.beginActivation({ limitBytes: logLimitBytes, activationId });
       if (lease.needsInit) {
         const initStart = this.now();
         const initResult = await trace.phase('init', () =>
@@ -316,7 +318,7 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
         const failure = classifyInit(initResult, timeoutMs, exit);
         if (failure) {
           record.respond(failure, initResult.kind === 'timeout');
-          record.setLogs((await this.collectLogs(container, logLimitBytes, trace)).lines);
+          record.setLogs((await this.collectLogs(container, activationId, logLimitBytes, trace)).lines);
           event.phase = 'init';
           return false;
         }
@@ -338,7 +340,7 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
       const exit = runResult.kind === 'connection-failed' ? await container.inspectExit().catch(() => undefined) : undefined;
       const response = classifyRun(runResult, timeoutMs, this.deps.payloadLimitBytes, exit);
       record.ran(runEnd, response, runResult.kind === 'timeout');
-      const logs = await this.collectLogs(container, logLimitBytes, trace);
+      const logs = await this.collectLogs(container, activationId, logLimitBytes, trace);
       record.setLogs(logs.lines);
       keep = logs.complete && !containerSuspect(response);
       event.logsComplete = logs.complete;
@@ -350,11 +352,12 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
 
   private async collectLogs(
     container: C,
+    activationId: string,
     limitBytes: number,
     trace: ActivationTrace,
   ): Promise<{ lines: string[]; complete: boolean }> {
     const start = this.now();
-    const logs = await trace.phase('logs', () => container.collectLogs({ limitBytes }));
+    const logs = await trace.phase('logs', () => container.collectLogs({ limitBytes, activationId }));
     this.deps.metrics.logCollectionSeconds.observe((this.now() - start) / 1000);
     return logs;
   }
