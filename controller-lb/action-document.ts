@@ -13,15 +13,23 @@
  *
  * Code shorter than the inline limit (upstream `maxInlineSize`, 16 KiB) is
  * inlined in the attachment name (`mem:`); longer code is a real CouchDB
- * attachment named by a UUID (`couch:<uuid>`). `encodeCode` is the one
- * place that decides; `decodeCode` reads every form back (and plain string
- * code, as older tools store it).
+ * attachment named by a UUID (`couch:<uuid>`). The document itself comes
+ * from invoker/store/upstream-action-doc.ts, the builder the invoker's
+ * reader is tested against; `decodeCode` reads every form back (and plain
+ * string code, as older tools store it).
  *
  * Also here: reading the PUT body (upstream WhiskActionPut) with upstream's
  * validation texts, and the JSON the API answers with.
  */
-import { createHash, randomUUID } from 'node:crypto';
 import type { JsonObject, JsonValue } from '../protocol/index.js';
+import {
+  decodeInlineAttachment,
+  isBinaryCode,
+  isInlineAttachment,
+  TEXT_CODE_TYPE,
+  upstreamActionDocument,
+  type ExecInput,
+} from '../invoker/store/upstream-action-doc.js';
 import type { RuntimeManifest } from '../invoker/runtime-manifest.js';
 import { Messages } from './api/errors.js';
 
@@ -100,12 +108,6 @@ export interface ActionPut {
   publish?: boolean;
   annotations?: KeyValue[];
   delAnnotations?: string[];
-}
-
-/** Upstream Exec.isBinaryCode: non-empty base64 text. */
-export function isBinaryCode(code: string): boolean {
-  const t = code.trim();
-  return t.length > 0 && t.length % 4 === 0 && /^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)$/.test(t);
 }
 
 function readKeyValues(value: JsonValue | undefined, field: string): KeyValue[] | undefined {
@@ -267,43 +269,8 @@ function checkSizes(put: ActionPut, limits: ActionLimitsConfig): void {
 }
 
 // ---------------------------------------------------------------------------
-// Code encoding: the one place that decides how code is stored.
-
-export interface CodeAttachment {
-  /** The `_attachments` key. */
-  name: string;
-  contentType: string;
-  bytes: Buffer;
-}
-
-export const TEXT_CODE_TYPE = 'text/plain; charset=UTF-8';
-export const BINARY_CODE_TYPE = 'application/octet-stream';
-
-/** Java's Base64.getUrlEncoder (with padding), as upstream's AttachmentSupport.encode. */
-function base64UrlPadded(bytes: Buffer): string {
-  return bytes.toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
-}
-
-/**
- * The `exec.code` field for `code` and, when it does not fit inline, the
- * attachment to store with the document.
- */
-export function encodeCode(code: string, binary: boolean, inlineMaxBytes: number): { field: JsonObject; attachment?: CodeAttachment } {
-  const bytes = binary ? Buffer.from(code, 'base64') : Buffer.from(code, 'utf8');
-  const contentType = binary ? BINARY_CODE_TYPE : TEXT_CODE_TYPE;
-  if (bytes.length < inlineMaxBytes) {
-    return {
-      field: {
-        attachmentName: `mem:${base64UrlPadded(bytes)}`,
-        attachmentType: contentType,
-        length: bytes.length,
-        digest: `sha256-${createHash('sha256').update(bytes).digest('hex')}`,
-      },
-    };
-  }
-  const name = randomUUID();
-  return { field: { attachmentName: `couch:${name}`, attachmentType: contentType }, attachment: { name, contentType, bytes } };
-}
+// Code: stored by invoker/store/upstream-action-doc.ts (the builder shared
+// with the invoker's reader and the tests), read back here for the API.
 
 /**
  * The code of a stored `exec` as the API shows it (source text, or base64
@@ -319,8 +286,12 @@ export function decodeCode(exec: JsonObject, attachments: JsonValue | undefined)
   const type = typeof code['attachmentType'] === 'string' ? code['attachmentType'] : TEXT_CODE_TYPE;
   const binary = exec['binary'] === true || !type.startsWith('text/');
   let bytes: Buffer;
-  if (name.startsWith('mem:')) {
-    bytes = Buffer.from(name.slice(4).replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  if (isInlineAttachment(name)) {
+    try {
+      bytes = decodeInlineAttachment(name);
+    } catch {
+      return undefined;
+    }
   } else {
     const key = name.startsWith('couch:') ? name.slice(6) : name;
     const attachment = isObject(attachments) ? attachments[key] : undefined;
@@ -355,39 +326,27 @@ function upPatch(version: string): string {
   return `${major ?? 0}.${minor ?? 0}.${(patch ?? 0) + 1}`;
 }
 
-function kvJson(list: readonly KeyValue[]): JsonValue {
-  return list.map((kv) => ({ key: kv.key, value: kv.value, ...(kv.init === true ? { init: true } : {}) }));
-}
 
 type CodePutExec = Exclude<PutExec, { components: string[] }>;
 
-function execDocument(put: PutExec, inlineMaxBytes: number): { stored: JsonObject; shown: JsonObject; attachment?: CodeAttachment } {
-  if ('components' in put) {
-    const e = { kind: 'sequence', components: put.components };
-    return { stored: e, shown: e };
-  }
+function execInput(put: PutExec): ExecInput {
+  if ('components' in put) return { kind: 'sequence', components: put.components };
   const exec = put as CodePutExec;
-  const shown: JsonObject = { kind: exec.kind };
-  const stored: JsonObject = { kind: exec.kind };
-  let attachment: CodeAttachment | undefined;
-  if ('image' in exec) {
-    shown['image'] = stored['image'] = exec.image;
-  }
-  const code = 'code' in exec ? exec.code : undefined;
-  if (code !== undefined) {
-    const encoded = encodeCode(code, exec.binary, inlineMaxBytes);
-    stored['code'] = encoded.field;
-    shown['code'] = code;
-    attachment = encoded.attachment;
-  }
-  shown['binary'] = stored['binary'] = exec.binary;
-  if ('main' in exec && exec.main !== undefined) shown['main'] = stored['main'] = exec.main;
-  return attachment === undefined ? { stored, shown } : { stored, shown, attachment };
+  const main = exec.main !== undefined ? { main: exec.main } : {};
+  if ('image' in exec) return { kind: 'blackbox', image: exec.image, binary: exec.binary, ...(exec.code !== undefined ? { code: exec.code } : {}), ...main };
+  return { kind: exec.kind, code: exec.code, binary: exec.binary, ...main };
 }
 
-function withAttachment(doc: JsonObject, attachment: CodeAttachment | undefined): JsonObject {
-  if (attachment === undefined) return doc;
-  return { ...doc, _attachments: { [attachment.name]: { content_type: attachment.contentType, data: attachment.bytes.toString('base64') } } };
+/** The exec as the PUT answer shows it: code as sent. */
+function execShown(put: PutExec): JsonObject {
+  if ('components' in put) return { kind: 'sequence', components: put.components };
+  const exec = put as CodePutExec;
+  const shown: JsonObject = { kind: exec.kind };
+  if ('image' in exec) shown['image'] = exec.image;
+  if (exec.code !== undefined) shown['code'] = exec.code;
+  shown['binary'] = exec.binary;
+  if (exec.main !== undefined) shown['main'] = exec.main;
+  return shown;
 }
 
 /** Current action fields of a stored document, for an update. */
@@ -460,24 +419,30 @@ function build(
   now: number,
   rev: string | undefined,
 ): BuiltDocument {
-  const { stored, shown, attachment } = execDocument(exec, limits.inlineCodeMaxBytes);
-  const common = {
+  const built = upstreamActionDocument(
+    { namespace, name, exec: execInput(exec), parameters, annotations, limits: l, version, publish, updated: now, ...(rev !== undefined ? { rev } : {}) },
+    { maxInlineSize: limits.inlineCodeMaxBytes },
+  );
+  // Code too large to inline goes into the same write as a real CouchDB
+  // attachment (upstream uploads it right after the document: same stored result).
+  const doc = (
+    built.attachment === undefined
+      ? built.doc
+      : { ...built.doc, _attachments: { [built.attachment.name]: { content_type: built.attachment.contentType, data: built.attachment.data.toString('base64') } } }
+  ) as JsonObject;
+  const view: JsonObject = {
     namespace,
     name,
     version,
     publish,
-    parameters: kvJson(parameters),
-    limits: { timeout: l.timeout, memory: l.memory, logs: l.logs, concurrency: l.concurrency },
-    annotations: kvJson(annotations),
+    exec: execShown(exec),
+    parameters: doc['parameters'] as JsonValue,
+    limits: doc['limits'] as JsonValue,
+    annotations: doc['annotations'] as JsonValue,
     updated: now,
   };
-  const doc = withAttachment(
-    { _id: `${namespace}/${name}`, ...(rev !== undefined ? { _rev: rev } : {}), entityType: 'action', ...common, exec: stored },
-    attachment,
-  );
-  return { doc, view: { ...common, exec: shown } };
+  return { doc, view };
 }
-
 // ---------------------------------------------------------------------------
 // Reading stored documents
 
