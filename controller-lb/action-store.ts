@@ -1,13 +1,17 @@
 /**
- * Actions as the controller needs them, read from the CouchDB `whisks`
- * database (document id `<namespace>/<name>`, upstream WhiskAction), plus the
+ * Actions in the CouchDB `whisks` database (document id `<namespace>/<name>`,
+ * upstream WhiskAction; see action-document.ts for the shape written): the
+ * reads an invocation needs, behind an entity cache (upstream's: by id, the
+ * record carrying its revision; invalidated by this controller's own writes
+ * and deletes, and bounded by a TTL so other controllers' changes show up;
+ * while CouchDB fails, a known action keeps being invocable for a bounded
+ * time), the reads and writes of the actions API, the listing view, and the
  * health test action every controller keeps there (upstream InvokerPool.prepare).
  *
  * The action document is a database entity, not one of the wire messages in
  * protocol/, so only the fields the controller uses are read here; their
  * key/value lists go through protocol's reader.
  */
-import nano, { type DocumentScope, type ServerScope } from 'nano';
 import {
   annotationsFromJson,
   ProtocolParseError,
@@ -16,6 +20,7 @@ import {
   type JsonObject,
   type JsonValue,
 } from '../protocol/index.js';
+import { isConflict, type CouchDatabase } from './couch-db.js';
 import { healthTestActionName } from './load-balancer.js';
 
 /** Upstream action limit defaults. */
@@ -38,14 +43,28 @@ export interface ActionRecord {
   /** The document's `_rev`: the message's `revision`, which keys the invoker's caches. */
   revision: string;
   kind: string;
+  /** Sequences: the components, `/ns/name` (or `/ns/pkg/name`). */
+  components?: string[];
   limits: { timeoutMs: number; memoryMb: number; concurrency: number };
   parameters: ActionParameter[];
   annotations: Annotation[];
 }
 
 export interface ActionStore {
-  /** The action, or undefined if there is none; rejects if the store failed. */
+  /** The action (cached), or undefined if there is none; rejects if the store failed. */
   get(path: string, name: string): Promise<ActionRecord | undefined>;
+}
+
+/** The actions API's view of the store. */
+export interface ActionDocuments extends ActionStore {
+  /** The stored document, fresh from CouchDB (`attachments`: with `_attachments` data). */
+  getDocument(docId: string, options?: { attachments?: boolean }): Promise<JsonObject | undefined>;
+  /** Creates (no `_rev`) or updates a document; rejects with a CouchError 409 on a conflict. */
+  putDocument(doc: JsonObject): Promise<string>;
+  deleteDocument(docId: string, rev: string): Promise<void>;
+  /** Action summaries of a namespace, most recently updated first (upstream's actions view). */
+  list(namespace: string, skip: number, limit: number): Promise<JsonObject[]>;
+  count(namespace: string, skip: number): Promise<number>;
 }
 
 export class InvalidActionDocumentError extends Error {
@@ -98,12 +117,14 @@ export function actionFromDocument(doc: unknown, docId: string): ActionRecord {
     return parameter;
   });
 
+  const components = exec['kind'] === 'sequence' && Array.isArray(exec['components']) ? { components: exec['components'].map(String) } : {};
   return {
     path,
     name,
     version,
     revision,
     kind: exec['kind'],
+    ...components,
     limits: {
       timeoutMs: positiveInteger(limits['timeout'], DEFAULT_LIMITS.timeoutMs, 'limits.timeout', docId),
       memoryMb: positiveInteger(limits['memory'], DEFAULT_LIMITS.memoryMb, 'limits.memory', docId),
@@ -114,35 +135,161 @@ export function actionFromDocument(doc: unknown, docId: string): ActionRecord {
   };
 }
 
-function statusOf(error: unknown): number | undefined {
-  const status = isObject(error) || error instanceof Error ? (error as { statusCode?: unknown }).statusCode : undefined;
-  return typeof status === 'number' ? status : undefined;
+/** Upstream's `whisks.v2.1.0/actions` view (same name, keys and values; our own map function). */
+export const WHISKS_DESIGN_DOC: JsonObject = {
+  _id: '_design/whisks.v2.1.0',
+  language: 'javascript',
+  views: {
+    actions: {
+      map: [
+        'function (doc) {',
+        '  if (doc.exec === undefined || typeof doc.namespace !== "string") return;',
+        '  var summary = { namespace: doc.namespace, name: doc.name, version: doc.version, publish: doc.publish,',
+        '    annotations: doc.annotations, limits: doc.limits, exec: { binary: doc.exec.binary || false }, updated: doc.updated };',
+        '  emit([doc.namespace, doc.updated], summary);',
+        '  var root = doc.namespace.split("/")[0];',
+        '  if (root !== doc.namespace) emit([root, doc.updated], summary);',
+        '}',
+      ].join('\n'),
+      reduce: '_count',
+    },
+  },
+};
+
+export interface ActionCacheOptions {
+  /** How long a cached action is used without reading CouchDB. Default 60 s. */
+  ttlMs?: number;
+  /** How long a cached action is still used while CouchDB fails. Default 10 min. */
+  staleMs?: number;
+  /** Actions kept. Default 10 000. */
+  maxEntries?: number;
+  now?: () => number;
 }
 
-/** Reads actions through nano. No cache: this is a development controller, and `_rev` must be current. */
-export class CouchActionStore implements ActionStore {
-  readonly #db: DocumentScope<JsonObject>;
-  readonly #dbName: string;
+interface CachedAction {
+  record: ActionRecord;
+  at: number;
+}
 
-  constructor(server: ServerScope, dbName: string) {
-    this.#db = server.use<JsonObject>(dbName);
-    this.#dbName = dbName;
+export interface ActionCacheStats {
+  hits: number;
+  misses: number;
+  stale: number;
+  size: number;
+}
+
+/** Reads and writes actions through CouchDatabase, with the entity cache for invocations. */
+export class CouchActionStore implements ActionDocuments {
+  readonly #cache = new Map<string, CachedAction>();
+  readonly #ttlMs: number;
+  readonly #staleMs: number;
+  readonly #maxEntries: number;
+  readonly #now: () => number;
+  readonly #counters = { hits: 0, misses: 0, stale: 0 };
+
+  constructor(
+    readonly db: CouchDatabase,
+    options: ActionCacheOptions = {},
+  ) {
+    this.#ttlMs = options.ttlMs ?? 60_000;
+    this.#staleMs = options.staleMs ?? 600_000;
+    this.#maxEntries = options.maxEntries ?? 10_000;
+    this.#now = options.now ?? Date.now;
   }
 
-  static fromUrl(url: string, dbName: string): CouchActionStore {
-    return new CouchActionStore(nano({ url }), dbName);
+  /** Creates the database and the listing view if missing. */
+  async prepare(): Promise<void> {
+    await this.db.ensureExists();
+    await this.db.ensureDesignDoc(WHISKS_DESIGN_DOC);
+  }
+
+  stats(): ActionCacheStats {
+    return { ...this.#counters, size: this.#cache.size };
   }
 
   async get(path: string, name: string): Promise<ActionRecord | undefined> {
     const docId = `${path}/${name}`;
-    let doc: unknown;
-    try {
-      doc = await this.#db.get(docId);
-    } catch (error) {
-      if (statusOf(error) === 404) return undefined;
-      throw new Error(`reading action ${docId} from database ${this.#dbName}: ${(error as Error).message}`, { cause: error });
+    const cached = this.#cache.get(docId);
+    const now = this.#now();
+    if (cached !== undefined && now - cached.at < this.#ttlMs) {
+      this.#counters.hits++;
+      return cached.record;
     }
-    return actionFromDocument(doc, docId);
+    this.#counters.misses++;
+    let doc: JsonObject | undefined;
+    try {
+      doc = await this.db.get(docId);
+    } catch (error) {
+      if (cached !== undefined && now - cached.at < this.#staleMs) {
+        this.#counters.stale++;
+        return cached.record;
+      }
+      throw new Error(`reading action ${docId} from database ${this.db.name}: ${(error as Error).message}`, { cause: error });
+    }
+    if (doc === undefined) {
+      this.#cache.delete(docId);
+      return undefined;
+    }
+    const record = actionFromDocument(doc, docId);
+    this.#remember(docId, { record, at: now });
+    return record;
+  }
+
+  #remember(docId: string, entry: CachedAction): void {
+    this.#cache.delete(docId);
+    this.#cache.set(docId, entry);
+    while (this.#cache.size > this.#maxEntries) {
+      const oldest = this.#cache.keys().next();
+      if (oldest.done === true) break;
+      this.#cache.delete(oldest.value);
+    }
+  }
+
+  /** Forgets a cached action (this controller changed or deleted it). */
+  invalidate(docId: string): void {
+    this.#cache.delete(docId);
+  }
+
+  getDocument(docId: string, options: { attachments?: boolean } = {}): Promise<JsonObject | undefined> {
+    return this.db.get(docId, options);
+  }
+
+  async putDocument(doc: JsonObject): Promise<string> {
+    const id = String(doc['_id']);
+    this.invalidate(id);
+    try {
+      const { rev } = await this.db.put(doc);
+      return rev;
+    } finally {
+      this.invalidate(id);
+    }
+  }
+
+  async deleteDocument(docId: string, rev: string): Promise<void> {
+    this.invalidate(docId);
+    try {
+      await this.db.delete(docId, rev);
+    } finally {
+      this.invalidate(docId);
+    }
+  }
+
+  async list(namespace: string, skip: number, limit: number): Promise<JsonObject[]> {
+    const { rows } = await this.db.view('whisks.v2.1.0', 'actions', {
+      startkey: [namespace, {}],
+      endkey: [namespace],
+      descending: true,
+      reduce: false,
+      skip,
+      limit,
+    });
+    return rows.map((row) => row.value as JsonObject);
+  }
+
+  async count(namespace: string, skip: number): Promise<number> {
+    const { rows } = await this.db.view('whisks.v2.1.0', 'actions', { startkey: [namespace], endkey: [namespace, {}], reduce: true });
+    const total = rows.length > 0 && typeof rows[0]?.value === 'number' ? rows[0].value : 0;
+    return Math.max(0, total - skip);
   }
 
   /**
@@ -164,13 +311,13 @@ export class CouchActionStore implements ActionStore {
       parameters: [],
       limits: { timeout: 60_000, memory: 128, logs: 10, concurrency: 1 },
       annotations: [],
-      updated: Date.now(),
+      updated: this.#now(),
     };
     try {
-      await this.#db.insert(doc);
+      await this.db.put(doc);
     } catch (error) {
-      if (statusOf(error) === 409) return; // Already there (another controller, an earlier start).
-      throw new Error(`creating the health test action ${docId} in database ${this.#dbName}: ${(error as Error).message}`, { cause: error });
+      if (isConflict(error)) return; // Already there (another controller, an earlier start).
+      throw new Error(`creating the health test action ${docId} in database ${this.db.name}: ${(error as Error).message}`, { cause: error });
     }
   }
 }

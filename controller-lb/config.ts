@@ -3,7 +3,8 @@
  * its variable; all problems are reported at once.
  */
 import { readFileSync } from 'node:fs';
-import type { Identity } from '../protocol/index.js';
+import { defaultRuntimeManifest, parseRuntimeManifest, RuntimeManifestError, type RuntimeManifest } from '../invoker/runtime-manifest.js';
+import { DEFAULT_ACTION_LIMITS_CONFIG, type ActionLimitsConfig } from './action-document.js';
 import type { PushTlsOptions } from './push-client.js';
 
 export interface ControllerConfig {
@@ -20,19 +21,31 @@ export interface ControllerConfig {
   healthTopic: string;
   couchdbUrl: string;
   whisksDb: string;
-  /** Where forced records are written. */
+  /** Activation records: read by the API, forced records written there. */
   activationsDb: string;
   /** The journal of forced records not yet confirmed by CouchDB. */
   journalDir: string;
   invokeToken: string | undefined;
   tls: PushTlsOptions | undefined;
-  identity: Identity;
   blockingTimeoutMs: number;
   forcedCompletionExtraMs: number;
   /** Kind of the health test action document; empty: do not create it. */
   healthActionKind: string;
   drainGraceMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** The API (see README): databases, kinds, limits, caches, throttles, timeouts. */
+  subjectsDb: string;
+  runtimes: RuntimeManifest;
+  actionLimits: ActionLimitsConfig;
+  payloadMaxBytes: number;
+  actionCacheTtlMs: number;
+  actionCacheStaleMs: number;
+  identityCacheTtlMs: number;
+  invocationsPerMinute: number;
+  concurrentInvocations: number;
+  requestTimeoutMs: number;
+  headersTimeoutMs: number;
+  connectionTimeoutMs: number;
 }
 
 export class ControllerConfigError extends Error {
@@ -42,9 +55,6 @@ export class ControllerConfigError extends Error {
   }
 }
 
-/** Upstream's guest credentials (ansible/files/auth.guest), for a development setup. */
-const GUEST_UUID = '23bc46b1-71f6-4ed5-8c54-816aa4f8c502';
-const GUEST_KEY = '123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP';
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
@@ -135,10 +145,35 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
   const logLevel = text('LOG_LEVEL', 'info');
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) problems.push(`LOG_LEVEL: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
 
-  const subject = text('CONTROLLER_SUBJECT', 'guest');
-  const namespace = text('CONTROLLER_NAMESPACE', 'guest');
-  const uuid = text('CONTROLLER_AUTH_UUID', GUEST_UUID);
-  const authKey = text('CONTROLLER_AUTH_KEY', GUEST_KEY);
+  let runtimes: RuntimeManifest = defaultRuntimeManifest();
+  const manifestText = optional('RUNTIMES_MANIFEST') ?? file('RUNTIMES_MANIFEST_FILE');
+  if (manifestText !== undefined) {
+    try {
+      runtimes = parseRuntimeManifest(manifestText, optional('RUNTIMES_MANIFEST') !== undefined ? 'RUNTIMES_MANIFEST' : 'RUNTIMES_MANIFEST_FILE');
+    } catch (error) {
+      if (!(error instanceof RuntimeManifestError)) throw error;
+      problems.push(error.message);
+    }
+  }
+  const range = (prefix: string, unit: string, fallback: { min: number; max: number; std: number }) => {
+    const min = integer(`${prefix}_MIN_${unit}`, fallback.min, 0);
+    const max = integer(`${prefix}_MAX_${unit}`, fallback.max, 0);
+    const std = integer(`${prefix}_STD_${unit}`, fallback.std, 0);
+    if (!(min <= std && std <= max)) problems.push(`${prefix}_MIN/STD/MAX_${unit}: expected min <= std <= max, got ${min}, ${std}, ${max}`);
+    return { min, max, std };
+  };
+  const d = DEFAULT_ACTION_LIMITS_CONFIG;
+  const actionLimits: ActionLimitsConfig = {
+    memoryMb: range('CONTROLLER_LIMIT_MEMORY', 'MB', d.memoryMb),
+    timeoutMs: range('CONTROLLER_LIMIT_TIMEOUT', 'MS', d.timeoutMs),
+    logsMb: range('CONTROLLER_LIMIT_LOGS', 'MB', d.logsMb),
+    concurrency: range('CONTROLLER_LIMIT_CONCURRENCY', 'COUNT', d.concurrency),
+    execSizeBytes: integer('CONTROLLER_EXEC_SIZE_LIMIT_BYTES', d.execSizeBytes, 1, 48 * 1024 * 1024),
+    parametersSizeBytes: integer('CONTROLLER_PARAMETERS_SIZE_LIMIT_BYTES', d.parametersSizeBytes, 1),
+    inlineCodeMaxBytes: integer('CONTROLLER_INLINE_CODE_MAX_BYTES', d.inlineCodeMaxBytes, 0),
+    sequenceMaxLength: integer('CONTROLLER_SEQUENCE_MAX_LENGTH', d.sequenceMaxLength, 1),
+  };
+  const blockingTimeoutMs = integer('CONTROLLER_BLOCKING_TIMEOUT_MS', 60_000, 1);
 
   const config: ControllerConfig = {
     controllerId,
@@ -156,18 +191,23 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     journalDir: text('CONTROLLER_JOURNAL_DIR', './.controller-journal'),
     invokeToken: optional('CONTROLLER_INVOKE_TOKEN'),
     tls,
-    identity: {
-      subject,
-      namespace: { name: namespace, uuid },
-      authkey: { api_key: `${uuid}:${authKey}` },
-      rights: ['READ', 'PUT', 'DELETE', 'ACTIVATE'],
-      limits: {},
-    },
-    blockingTimeoutMs: integer('CONTROLLER_BLOCKING_TIMEOUT_MS', 60_000, 1),
+    blockingTimeoutMs,
     forcedCompletionExtraMs: integer('CONTROLLER_FORCED_COMPLETION_EXTRA_MS', 60_000, 0),
     healthActionKind: env['CONTROLLER_HEALTH_ACTION_KIND'] === undefined ? 'nodejs:20' : env['CONTROLLER_HEALTH_ACTION_KIND'].trim(),
     drainGraceMs: integer('CONTROLLER_DRAIN_GRACE_MS', 30_000, 0),
     logLevel: logLevel as ControllerConfig['logLevel'],
+    subjectsDb: text('COUCHDB_SUBJECTS_DB', 'subjects'),
+    runtimes,
+    actionLimits,
+    payloadMaxBytes: integer('CONTROLLER_PAYLOAD_MAX_BYTES', 1024 * 1024, 1),
+    actionCacheTtlMs: integer('CONTROLLER_ACTION_CACHE_TTL_MS', 60_000, 0),
+    actionCacheStaleMs: integer('CONTROLLER_ACTION_CACHE_STALE_MS', 600_000, 0),
+    identityCacheTtlMs: integer('CONTROLLER_IDENTITY_CACHE_TTL_MS', 10_000, 0),
+    invocationsPerMinute: integer('CONTROLLER_INVOCATIONS_PER_MINUTE', 0, 0),
+    concurrentInvocations: integer('CONTROLLER_CONCURRENT_INVOCATIONS', 0, 0),
+    requestTimeoutMs: integer('CONTROLLER_REQUEST_TIMEOUT_MS', 30_000, 1),
+    headersTimeoutMs: integer('CONTROLLER_HEADERS_TIMEOUT_MS', 10_000, 1),
+    connectionTimeoutMs: integer('CONTROLLER_CONNECTION_TIMEOUT_MS', blockingTimeoutMs + 30_000, 1),
   };
   if (problems.length > 0) throw new ControllerConfigError(problems);
   return config;
@@ -218,7 +258,7 @@ export function controllerVariables(): string[] {
 
 /** The configuration for the startup log line: secrets only as set / not set. */
 export function describeConfig(config: ControllerConfig): Record<string, unknown> {
-  const { identity, invokeToken, tls, couchdbUrl, ...rest } = config;
+  const { invokeToken, tls, couchdbUrl, runtimes, ...rest } = config;
   let couch = '<unparsable>';
   try {
     const url = new URL(couchdbUrl);
@@ -231,8 +271,7 @@ export function describeConfig(config: ControllerConfig): Record<string, unknown
   return {
     ...rest,
     couchdbUrl: couch,
-    subject: identity.subject,
-    namespace: identity.namespace.name,
+    runtimes: [...runtimes.kinds.keys()],
     invokeToken: invokeToken === undefined ? 'not set' : 'set',
     tls: tls === undefined ? 'off' : { cert: tls.cert !== undefined, ca: tls.ca !== undefined },
   };

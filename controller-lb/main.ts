@@ -6,7 +6,10 @@ import { Kafka, logLevel } from 'kafkajs';
 import { createLogger } from '../invoker/telemetry/logger.js';
 import type { ControllerInstanceId } from '../protocol/index.js';
 import { CouchActionStore } from './action-store.js';
+import { CouchActivationStore } from './activation-store.js';
 import { buildApi } from './api.js';
+import { CouchServer } from './couch-db.js';
+import { CouchIdentityStore } from './identity-store.js';
 import { ControllerConfigError, describeConfig, invokerUrlFor, loadConfig, type ControllerConfig } from './config.js';
 import { startKafkaHealthMonitor, startStaticHealthMonitor, type HealthMonitor } from './health-monitor.js';
 import { configuredInvokerId, InvokerPool } from './invoker-state.js';
@@ -67,7 +70,17 @@ async function main(config: ControllerConfig): Promise<void> {
     forcedCompletion: { extraMs: config.forcedCompletionExtraMs },
   });
 
-  const actions = CouchActionStore.fromUrl(config.couchdbUrl, config.whisksDb);
+  const couch = new CouchServer({ url: config.couchdbUrl });
+  const actions = new CouchActionStore(couch.db(config.whisksDb), { ttlMs: config.actionCacheTtlMs, staleMs: config.actionCacheStaleMs });
+  const activations = new CouchActivationStore(couch.db(config.activationsDb));
+  const identities = new CouchIdentityStore(couch.db(config.subjectsDb), { ttlMs: config.identityCacheTtlMs });
+  // Databases and views (upstream's design documents); a CouchDB that is down
+  // now is not fatal: the API answers 500 until it is back.
+  for (const [what, store] of [['whisks', actions], ['activations', activations], ['subjects', identities]] as const) {
+    await store.prepare().catch((error: unknown) => {
+      logger.warn({ database: what, error: (error as Error).message }, 'could not prepare the database (views); will use it as it is');
+    });
+  }
   if (config.healthActionKind !== '') {
     // Not fatal: without it, test actions answer "not found", which still shows the invoker works.
     await actions.ensureHealthTestAction(controller, config.healthActionKind).catch((error: unknown) => {
@@ -79,10 +92,16 @@ async function main(config: ControllerConfig): Promise<void> {
     balancer,
     pool,
     actions,
-    identity: config.identity,
+    activations,
+    identities,
     controller,
     logger,
+    manifest: config.runtimes,
+    limits: config.actionLimits,
+    payloadMaxBytes: config.payloadMaxBytes,
     blockingTimeoutMs: config.blockingTimeoutMs,
+    throttles: { invocationsPerMinute: config.invocationsPerMinute, concurrentInvocations: config.concurrentInvocations },
+    timeouts: { requestTimeoutMs: config.requestTimeoutMs, headersTimeoutMs: config.headersTimeoutMs, connectionTimeoutMs: config.connectionTimeoutMs },
   });
   const address = await app.listen({ host: config.host, port: config.port });
   logger.info({ address }, 'controller listening');
@@ -100,6 +119,7 @@ async function main(config: ControllerConfig): Promise<void> {
     await Promise.all([monitor.stop(), kafkaPath?.close(), pusher.close()]);
     const flushed = await records.close({ timeoutMs: 10_000 });
     logger.info({ result: flushed }, 'forced records flushed');
+    await couch.close();
     logger.info('controller stopped');
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
