@@ -4,7 +4,7 @@
  */
 import { Kafka, logLevel } from 'kafkajs';
 import { createLogger } from '../invoker/telemetry/logger.js';
-import type { ControllerInstanceId } from '../protocol/index.js';
+import { serializeActivationDocument, type ControllerInstanceId } from '../protocol/index.js';
 import { CouchActionStore } from './action-store.js';
 import { buildApi } from './api.js';
 import { ControllerConfigError, describeConfig, loadConfig, type ControllerConfig } from './config.js';
@@ -60,7 +60,7 @@ async function main(config: ControllerConfig): Promise<void> {
     controller,
     pool,
     pusher,
-    records,
+    records: { store: (document) => records.storeSerialized(document._id, serializeActivationDocument(document)) },
     kafka: kafkaPath,
     invokerUrl: (index) => config.invokerUrls[index],
     logger,
