@@ -4,7 +4,7 @@
  */
 import { Kafka, logLevel } from 'kafkajs';
 import { createLogger } from '../invoker/telemetry/logger.js';
-import type { ControllerInstanceId } from '../protocol/index.js';
+import { serializeActivationDocument, type ControllerInstanceId } from '../protocol/index.js';
 import { CouchActionStore } from './action-store.js';
 import { CouchActivationStore } from './activation-store.js';
 import { buildApi } from './api.js';
@@ -63,7 +63,7 @@ async function main(config: ControllerConfig): Promise<void> {
     controller,
     pool,
     pusher,
-    records,
+    records: { store: (document) => records.storeSerialized(document._id, serializeActivationDocument(document)) },
     kafka: kafkaPath,
     invokerUrl: (index) => invokerUrlFor(config, index),
     logger,

@@ -23,6 +23,7 @@ import { createInvokerHttpServer, type InvokerHttpServer } from './http/server.j
 import type { HealthCheckResult } from './http/ops-routes.js';
 import type { ActivationHandler } from './invocation/activation-handler.js';
 import { InvokerAdmission } from './invocation/admission.js';
+import { ActivationIds } from './invocation/activation-ids.js';
 import { InvocationCore, type RecordSink } from './invocation/invocation-core.js';
 import { createKafkaSide, type KafkaSide } from './kafka/index.js';
 import { ContainerPool, type PoolSnapshot } from './pool/container-pool.js';
@@ -153,6 +154,8 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     logger: logger.child({ component: 'activation' }),
   });
   const admission = new InvokerAdmission(config.userMemoryMb, () => core.inFlight());
+  // One id runs once, whether it comes over HTTP, Kafka, or both.
+  const ids = new ActivationIds();
   core.onFinish(() => admission.changed());
 
   const kafka = createKafkaSide({
@@ -162,6 +165,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     handler: timedHandler(core, metrics),
     admission,
     records,
+    ids,
     logger,
     metrics,
     healthPingIntervalMs: config.healthPingIntervalMs,
@@ -191,6 +195,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
   const http: InvokerHttpServer = createInvokerHttpServer({
     handler: core,
     admission,
+    ids,
     controls: {
       enable: () => {
         admission.enable();

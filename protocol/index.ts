@@ -11,6 +11,7 @@ export * from './activation-response.js';
 export * from './activation.js';
 export * from './annotations.js';
 export { byteSize, byteSizeBytes, formatByteSize, megabytes, parseByteSize, type ByteSize } from './byte-size.js';
+export * from './entity-names.js';
 export * from './error-texts.js';
 export * from './forced-completion.js';
 export * from './instance-ids.js';

@@ -7,6 +7,7 @@ import Fastify, { LogController, type FastifyHttpsOptions, type FastifyInstance,
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { ActivationHandler, Admission } from '../invocation/activation-handler.js';
+import { ActivationIds } from '../invocation/activation-ids.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { InvokerMetrics } from '../telemetry/metrics.js';
 import { clientCertificateStatus } from './auth.js';
@@ -40,6 +41,8 @@ export interface InvokerHttpConfig {
 export interface InvokerHttpServerDeps {
   handler: ActivationHandler;
   admission: Admission;
+  /** Shared with the Kafka feed, so one id runs once whichever way it comes; default: this server's own. */
+  ids?: ActivationIds;
   controls: InvokerControls;
   health: InvokerHealth;
   metrics: InvokerMetrics;
@@ -124,6 +127,7 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
     },
     handler: deps.handler,
     admission: deps.admission,
+    ids: deps.ids ?? new ActivationIds(),
     metrics: deps.metrics,
     logger,
     invokeBodyLimitBytes: config.invokeBodyLimitBytes,

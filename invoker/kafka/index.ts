@@ -8,6 +8,7 @@ import type { Kafka } from 'kafkajs';
 import type { InvokerInstanceId } from '../../protocol/index.js';
 import type { ActivationHandler, Admission } from '../invocation/activation-handler.js';
 import type { RecordSink } from '../invocation/invocation-core.js';
+import type { ActivationIds } from '../invocation/activation-ids.js';
 import type { Logger } from '../telemetry/logger.js';
 import { createActivationFeed, type ActivationFeed, type FeedConsumerSettings, type FeedMetrics } from './activation-feed.js';
 import { createKafkaClient } from './client.js';
@@ -31,6 +32,8 @@ export interface KafkaSideOptions {
   admission: Admission;
   /** Records of unreadable messages (see rejected-message.ts). */
   records?: RecordSink;
+  /** Ids running or finished recently, shared with HTTP push. */
+  ids?: ActivationIds;
   logger: Logger;
   metrics: FeedMetrics;
   healthPingIntervalMs?: number;
@@ -77,6 +80,7 @@ export function createKafkaSide(options: KafkaSideOptions): KafkaSide | undefine
     admission: options.admission,
     completions,
     ...(options.records ? { records: options.records } : {}),
+    ...(options.ids ? { ids: options.ids } : {}),
     logger,
     metrics: options.metrics,
     ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
