@@ -316,6 +316,7 @@ if (tools.length > 0) {
             const template = controllerConfig['INVOKER_URL_TEMPLATE'];
             t.ok(template, 'INVOKER_URL_TEMPLATE is set');
             t.notOk(controllerConfig['INVOKER_URLS'], 'not together with INVOKER_URLS');
+            t.equal(Number(controllerConfig['INVOKER_COUNT']), workload.spec.replicas, 'INVOKER_COUNT registers the replicas at startup');
             const service = byKind('Service').find((s) => s.metadata.name === workload.spec.serviceName)!;
             const serviceSpec = service.spec as { clusterIP: string; selector: Record<string, string>; ports: { port: number; targetPort: string }[] };
             t.equal(serviceSpec.clusterIP, 'None', 'the StatefulSet service is headless');
