@@ -44,37 +44,39 @@ go_tool() { # name module version
 go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
 go_tool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 
-PYDIR="$CACHE/k8s-python"
-PACKAGE_SCHEMAS="$PYDIR/kubernetes_validate/kubernetes-json-schema"
-if [ ! -e "$PYDIR/.kubernetes-validate-$KUBERNETES_VALIDATE_VERSION" ]; then
-  say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION (pip, for its schemas only)"
+SCHEMAS="$CACHE/k8s-schemas"
+stamp_of() { # target dir: names the package version and the absolute path written into the $refs
+  printf '%s/.rewritten-%s-%s' "$1" "$KUBERNETES_VALIDATE_VERSION" "$(printf '%s' "$1" | cksum | cut -d' ' -f1)"
+}
+missing=()
+for version in "${SCHEMA_VERSIONS[@]}"; do
+  [ -e "$(stamp_of "$SCHEMAS/v$version-strict")" ] || missing+=("$version")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  # The package ships every Kubernetes version's schemas (over 100 MB): only
+  # the ones used are kept, rewritten, and the package is removed again.
+  PYDIR="$CACHE/k8s-python"
   rm -rf "$PYDIR"
-  # Only the schema files are used, so the package's own dependencies are not needed.
-  if ! python3 -m pip install --quiet --disable-pip-version-check --no-deps --no-compile \
+  say "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION (pip, for its schemas only)"
+  if ! python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --no-compile \
       --target "$PYDIR" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"; then
     say "error: pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION failed"
     exit 1
   fi
-  touch "$PYDIR/.kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
+  for version in "${missing[@]}"; do
+    source_dir="$PYDIR/kubernetes_validate/kubernetes-json-schema/v$version-local-strict"
+    target_dir="$SCHEMAS/v$version-strict"
+    if [ ! -d "$source_dir" ]; then
+      say "error: kubernetes-validate $KUBERNETES_VALIDATE_VERSION has no schemas for Kubernetes $version"
+      exit 1
+    fi
+    say "rewriting the schemas of Kubernetes $version for offline use"
+    rm -rf "$target_dir"
+    mkdir -p "$target_dir"
+    cp "$source_dir"/*.json "$target_dir"/
+    find "$target_dir" -name '*.json' -exec sed -i "s#\"/api/_definitions.json#\"file://$target_dir/_definitions.json#g" {} +
+    touch "$(stamp_of "$target_dir")"
+  done
+  rm -rf "$PYDIR"
 fi
-
-SCHEMAS="$CACHE/k8s-schemas"
-for version in "${SCHEMA_VERSIONS[@]}"; do
-  source_dir="$PACKAGE_SCHEMAS/v$version-local-strict"
-  target_dir="$SCHEMAS/v$version-strict"
-  # The stamp names the package version and the absolute path written into
-  # the $refs, so moving the checkout rewrites them.
-  stamp="$target_dir/.rewritten-$KUBERNETES_VALIDATE_VERSION-$(printf '%s' "$target_dir" | cksum | cut -d' ' -f1)"
-  [ -e "$stamp" ] && continue
-  if [ ! -d "$source_dir" ]; then
-    say "error: kubernetes-validate $KUBERNETES_VALIDATE_VERSION has no schemas for Kubernetes $version ($source_dir)"
-    exit 1
-  fi
-  say "rewriting the schemas of Kubernetes $version for offline use"
-  rm -rf "$target_dir"
-  mkdir -p "$target_dir"
-  cp "$source_dir"/*.json "$target_dir"/
-  find "$target_dir" -name '*.json' -exec sed -i "s#\"/api/_definitions.json#\"file://$target_dir/_definitions.json#g" {} +
-  touch "$stamp"
-done
 echo "$SCHEMAS"

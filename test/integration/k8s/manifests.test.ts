@@ -190,13 +190,10 @@ if (tools.length > 0) {
     }
   });
 
-  t.test("kubectl's own kustomize (kubectl apply -k) builds the same objects", async (t) => {
-    const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
-    if (kubectl.error || kubectl.status !== 0) {
-      // kubectl is not one of the tools the suite installs; kustomize above is the same builder.
-      t.skip('kubectl is not installed on this machine');
-      return;
-    }
+  // kubectl is not one of the tools the suite installs; kustomize above is the same builder.
+  const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
+  const noKubectl = kubectl.error !== undefined || kubectl.status !== 0 ? 'kubectl is not installed on this machine' : false;
+  t.test("kubectl's own kustomize (kubectl apply -k) builds the same objects", { skip: noKubectl }, async (t) => {
     for (const [overlay, output] of built) {
       const viaKubectl = execFileSync('kubectl', ['kustomize', join(K8S, 'overlays', overlay)], { encoding: 'utf8' });
       t.same(documents(viaKubectl), documents(output), overlay);
@@ -319,6 +316,7 @@ if (tools.length > 0) {
             const template = controllerConfig['INVOKER_URL_TEMPLATE'];
             t.ok(template, 'INVOKER_URL_TEMPLATE is set');
             t.notOk(controllerConfig['INVOKER_URLS'], 'not together with INVOKER_URLS');
+            t.equal(Number(controllerConfig['INVOKER_COUNT']), workload.spec.replicas, 'INVOKER_COUNT registers the replicas at startup');
             const service = byKind('Service').find((s) => s.metadata.name === workload.spec.serviceName)!;
             const serviceSpec = service.spec as { clusterIP: string; selector: Record<string, string>; ports: { port: number; targetPort: string }[] };
             t.equal(serviceSpec.clusterIP, 'None', 'the StatefulSet service is headless');
