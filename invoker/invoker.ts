@@ -54,13 +54,42 @@ export interface RunningInvoker {
   poolSnapshot(): PoolSnapshot;
   /**
    * Drain and stop: refuse new work, stop consuming Kafka (disabled ping),
-   * let in-flight activations finish within the drain timeout, flush records,
-   * remove containers. Idempotent.
+   * let in-flight activations finish within the drain timeout and end the
+   * rest as system errors, flush records, remove containers; within
+   * `shutdownBoundMs(drainTimeoutMs)`. Idempotent.
    */
   shutdown(): Promise<void>;
 }
 
 const HEALTH_CHECK_TIMEOUT_MS = 2000;
+
+/**
+ * How long each shutdown step after the drain may take; a step that takes
+ * longer is logged and left behind, so that the whole shutdown ends within
+ * `shutdownBoundMs`. An operator derives the pod's
+ * terminationGracePeriodSeconds from that (README, Shutdown).
+ */
+export const SHUTDOWN_STEP_LIMITS_MS = {
+  /** Disabled ping and leaving the consumer group, before the drain. */
+  kafkaIntake: 5_000,
+  /** Activations ended as system errors after the drain timeout: records journaled, completions handed over. */
+  endInFlight: 5_000,
+  /** Kafka completions still being sent. */
+  kafkaCompletions: 5_000,
+  /** HTTP responses still being written; a second before the limit the connections are destroyed. */
+  httpClose: 5_000,
+  /** Kafka consumer, producer and admin disconnects. */
+  kafkaClose: 5_000,
+  /** Activation records to CouchDB (flushing until a second before the limit); the rest stays in the journal for the next start. */
+  recordFlush: 10_000,
+  /** Action containers removed. */
+  containerRemoval: 20_000,
+} as const;
+
+/** The longest a shutdown takes: the drain timeout plus every step's limit. */
+export function shutdownBoundMs(drainTimeoutMs: number): number {
+  return drainTimeoutMs + Object.values(SHUTDOWN_STEP_LIMITS_MS).reduce((a, b) => a + b, 0);
+}
 
 export async function startInvoker(config: InvokerConfig, options: InvokerOptions): Promise<RunningInvoker> {
   const logger = options.logger;
@@ -258,9 +287,6 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
   };
 }
 
-/** How long shutdown waits for CouchDB to confirm the last records (the rest stay in the journal). */
-export const SHUTDOWN_FLUSH_TIMEOUT_MS = 10_000;
-
 async function drain(parts: {
   config: InvokerConfig;
   logger: Logger;
@@ -275,31 +301,54 @@ async function drain(parts: {
   actionStore: ActionStore;
 }): Promise<void> {
   const { config, logger, admission, kafka, core } = parts;
-  const step = async (what: string, work: () => Promise<unknown>) => {
+  const limits = SHUTDOWN_STEP_LIMITS_MS;
+  // Each step is bounded: one that hangs (a broker or engine that does not
+  // answer) is logged and left behind, and the shutdown goes on.
+  const step = async (what: string, limitMs: number, work: () => Promise<unknown>) => {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await work();
+      const finished = await Promise.race([
+        work().then(() => true),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), limitMs);
+        }),
+      ]);
+      if (!finished) logger.error({ limitMs }, `shutdown: ${what} did not finish within ${limitMs} ms; going on`);
     } catch (error) {
       logger.error({ err: error }, `shutdown: ${what} failed`);
+    } finally {
+      clearTimeout(timer);
     }
   };
-  logger.info({ inFlight: core.inFlight() }, 'draining: refusing new activations');
+  const boundMs = shutdownBoundMs(config.drainTimeoutMs);
+  logger.info({ inFlight: core.inFlight(), drainTimeoutMs: config.drainTimeoutMs, boundMs }, 'draining: refusing new activations');
   admission.startDraining();
-  await step('stopping Kafka intake', async () => kafka?.stopIntake());
+  await step('stopping Kafka intake', limits.kafkaIntake, async () => kafka?.stopIntake());
   const idle = await core.whenIdle(config.drainTimeoutMs);
-  if (!idle) logger.warn({ inFlight: core.inFlight(), drainTimeoutMs: config.drainTimeoutMs }, 'drain timed out');
+  if (!idle) {
+    // Waiting longer would hold the controllers' callers for as long as the
+    // slowest action; they get an explicit system error instead, now.
+    const ended = core.abortInFlight(`drain timeout of ${config.drainTimeoutMs} ms exceeded`);
+    logger.warn({ ended, drainTimeoutMs: config.drainTimeoutMs }, 'drain timed out: ending the activations in flight as system errors');
+    if (!(await core.whenIdle(limits.endInFlight))) {
+      logger.error({ inFlight: core.inFlight(), limitMs: limits.endInFlight }, 'shutdown: activations still finishing after being ended; going on');
+    }
+  }
   // Kafka completions go out after the core answers; let those sends settle.
-  if (idle) await step('sending Kafka completions', async () => kafka?.feed.whenIdle());
-  await step('closing the HTTP server', () => parts.http.close());
-  await step('closing Kafka', async () => {
+  await step('sending Kafka completions', limits.kafkaCompletions, async () => kafka?.feed.whenIdle());
+  await step('closing the HTTP server', limits.httpClose, () => parts.http.close({ forceAfterMs: limits.httpClose - 1000 }));
+  await step('closing Kafka', limits.kafkaClose, async () => {
     await parts.kafkaAdmin?.disconnect();
     await kafka?.close();
   });
-  await step('flushing activation records', async () => {
-    const result = await parts.writer.close({ timeoutMs: SHUTDOWN_FLUSH_TIMEOUT_MS });
+  await step('flushing activation records', limits.recordFlush, async () => {
+    const result = await parts.writer.close({ timeoutMs: limits.recordFlush - 1000 });
     logger.info({ result }, 'activation records flushed');
   });
-  await step('removing containers', async () => {
-    await parts.pool.close();
+  await step('removing containers', limits.containerRemoval, async () => {
+    // Nothing is in flight any more; a lease still held belongs to an
+    // activation ended above whose container is still running: remove it.
+    await parts.pool.drain(0);
     await parts.factory.removeInvokerContainers();
   });
   parts.actionStore.close();

@@ -75,7 +75,7 @@ export const INVOKER_SETTINGS = {
   idleTimeoutMs: integer('INVOKER_IDLE_TIMEOUT_MS', 'Idle time before a warm container is removed.', 600_000, { min: 1000 }),
   queueLimit: integer('INVOKER_QUEUE_LIMIT', 'Activations that may wait for capacity; one more is an explicit system error.', 1000, { min: 0 }),
   payloadLimitBytes: integer('INVOKER_PAYLOAD_LIMIT_BYTES', 'Largest action result kept; a larger one is truncated (application error).', 1_048_576, { min: 1024 }),
-  drainTimeoutMs: integer('INVOKER_DRAIN_TIMEOUT_MS', 'On SIGTERM, how long in-flight activations may take to finish.', 60_000, { min: 0 }),
+  drainTimeoutMs: integer('INVOKER_DRAIN_TIMEOUT_MS', 'On SIGTERM, how long in-flight activations may take to finish; then they end as system errors. The whole shutdown takes at most this plus 55 s.', 60_000, { min: 0 }),
   lockedArgsKeys: optionalText('INVOKER_LOCKED_ARGS_KEYS', 'Keys for locked (encrypted) parameters: JSON `{"<name>": "<base64 key>"}`; `aes-128`/`aes-256` name the upstream keys.', { secret: true }),
 } as const;
 

@@ -59,8 +59,12 @@ export interface InvokerHttpServerDeps {
 export interface InvokerHttpServer {
   /** Binds `host:port` (port 0: any free port) and reports the bound port. */
   listen(host: string, port: number): Promise<{ port: number }>;
-  /** Stops accepting connections and waits for in-flight requests (activations included) to end. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting connections and waits for in-flight requests (activations
+   * included) to end; after `forceAfterMs` (default: no limit) the
+   * connections still open are destroyed.
+   */
+  close(options?: { forceAfterMs?: number }): Promise<void>;
   /** The fastify instance, for `inject` in tests and for the raw server (`server.server`). */
   readonly server: FastifyInstance;
 }
@@ -164,9 +168,21 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
       );
       return { port: bound };
     },
-    async close() {
+    async close(options = {}) {
       closing = true;
-      await app.close();
+      const { forceAfterMs } = options;
+      const force =
+        forceAfterMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              logger.warn({ forceAfterMs }, 'HTTP connections still open at the close deadline: destroying them');
+              app.server.closeAllConnections();
+            }, forceAfterMs);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(force);
+      }
     },
   };
 }

@@ -36,6 +36,8 @@ export class ActivationRecord {
   private runEnd: number | undefined;
   private logs: string[] = [];
   private readonly extra: Annotation[] = [];
+  /** Set when the activation was ended early (shutdown): the work still unwinding must not change it. */
+  private sealed = false;
 
   constructor(
     private readonly message: Pick<ActivationMessage, 'transid' | 'action' | 'user' | 'activationId' | 'cause'>,
@@ -43,35 +45,50 @@ export class ActivationRecord {
   ) {}
 
   describeAction(action: ActionFacts): void {
+    if (this.sealed) return;
     this.action = action;
   }
 
   initialized(start: number, end: number): void {
+    if (this.sealed) return;
     this.initStart = start;
     this.initEnd = end;
   }
 
   running(start: number): void {
+    if (this.sealed) return;
     this.runStart = start;
   }
 
   ran(end: number, response: ActivationResponse, timedOut: boolean): void {
+    if (this.sealed) return;
     this.runEnd = end;
     this.respond(response, timedOut);
   }
 
   respond(response: ActivationResponse, timedOut = false): void {
+    if (this.sealed) return;
     this.response = response;
     this.timedOut = timedOut;
   }
 
   setLogs(lines: string[]): void {
+    if (this.sealed) return;
     this.logs = lines;
   }
 
   /** An annotation after the standard ones (e.g. the controller's forced-completion marker). */
   annotate(annotation: Annotation): void {
     this.extra.push(annotation);
+  }
+
+  /** Ends the record with `response` now; later changes are ignored. */
+  endWith(response: ActivationResponse): void {
+    if (this.sealed) return;
+    this.respond(response);
+    if (this.runStart !== undefined && this.runEnd === undefined) this.runEnd = this.now();
+    if (this.initStart !== undefined && this.initEnd === undefined) this.initEnd = this.now();
+    this.sealed = true;
   }
 
   /** From the transaction's start to the start of init (cold) or run (warm); pool queueing included. */

@@ -109,9 +109,17 @@ class ActivationEnded extends Error {
   }
 }
 
+/**
+ * The system error of an activation still running when the invoker stops
+ * after its drain timeout (`abortInFlight`).
+ */
+export const INVOKER_STOPPED = 'The invoker shut down before the action completed.';
+
 export class InvocationCore<C extends RunnableContainer> implements ActivationHandler {
   private readonly now: () => number;
   private inFlightCount = 0;
+  /** One per activation still executing (not yet finishing): `abortInFlight` fires them. */
+  private readonly executing = new Set<AbortController>();
   private readonly idleWaiters = new Set<() => void>();
   private readonly finishListeners = new Set<() => void>();
 
@@ -128,6 +136,20 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
   onFinish(listener: () => void): () => void {
     this.finishListeners.add(listener);
     return () => this.finishListeners.delete(listener);
+  }
+
+  /**
+   * Ends every activation still executing as a system error (INVOKER_STOPPED):
+   * each one's record is stored and its completion returned to its transport
+   * at once, without waiting for its container. The work already started
+   * unwinds in the background (a queued request leaves the pool queue, a
+   * running container is left to the pool's teardown) and changes nothing
+   * any more. For the shutdown after a drain timeout. Returns how many.
+   */
+  abortInFlight(reason: string): number {
+    const controllers = [...this.executing];
+    for (const controller of controllers) controller.abort(new Error(reason));
+    return controllers.length;
   }
 
   /** Resolves when no activation is in flight (or after `timeoutMs`, with false). */
@@ -169,12 +191,22 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
       blocking: message.blocking,
       ...(request.requestTags && Object.keys(request.requestTags).length > 0 ? { request: request.requestTags } : {}),
     };
+    const abort = new AbortController();
+    this.executing.add(abort);
     try {
-      await this.execute(request, record, trace, event);
+      await untilAborted(this.execute(request, record, trace, event, abort.signal), abort.signal);
     } catch (error) {
-      const reason = error instanceof ActivationEnded ? error.message : `unexpected: ${(error as Error).stack ?? error}`;
-      event.reason = reason;
-      record.respond(error instanceof ActivationEnded ? error.response : whiskError(FAILED_TO_PROVISION));
+      if (abort.signal.aborted) {
+        event.reason = `${(abort.signal.reason as Error).message}: ended as a system error during ${trace.currentPhase() ?? 'its preparation'}`;
+        event.abortedByShutdown = true;
+        record.endWith(whiskError(INVOKER_STOPPED));
+      } else {
+        const reason = error instanceof ActivationEnded ? error.message : `unexpected: ${(error as Error).stack ?? error}`;
+        event.reason = reason;
+        record.respond(error instanceof ActivationEnded ? error.response : whiskError(FAILED_TO_PROVISION));
+      }
+    } finally {
+      this.executing.delete(abort);
     }
     try {
       return await this.finish(request, record, trace, event);
@@ -191,6 +223,7 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     record: ActivationRecord,
     trace: ActivationTrace,
     event: Record<string, unknown>,
+    signal: AbortSignal,
   ): Promise<void> {
     const { message } = request;
     const content = this.decrypt(message);
@@ -201,11 +234,12 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
 
     let fresh = false;
     for (;;) {
+      signal.throwIfAborted();
       const lease = await trace.phase('acquire', () => this.acquire(message, action, image, fresh));
       event.origin = lease.origin;
       event.container = lease.container.name;
       this.deps.metrics.containerStarts.inc({ origin: lease.origin });
-      const retry = await this.runOn(lease, message, action, content, record, trace, event);
+      const retry = await this.runOn(lease, message, action, content, record, trace, event, signal);
       if (!retry) return;
       // A warm container that refused the run is broken, not the action: once, on a fresh one.
       event.retriedOnFreshContainer = true;
@@ -261,7 +295,15 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     return image;
   }
 
-  private async acquire(message: ActivationMessage, action: ExecutableAction, image: string, fresh: boolean): Promise<Lease<C>> {
+  private async acquire(
+    message: ActivationMessage,
+    action: ExecutableAction,
+    image: string,
+    fresh: boolean,
+  ): Promise<Lease<C>> {
+    // A request still queued when the activation is ended (shutdown) stays
+    // queued until the pool's drain rejects it; a lease that arrives after
+    // the end is released unused (runOn checks the signal first).
     try {
       return await this.deps.containers.acquire({
         warmKey: warmKey(message),
@@ -288,6 +330,7 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     record: ActivationRecord,
     trace: ActivationTrace,
     event: Record<string, unknown>,
+    signal: AbortSignal,
   ): Promise<boolean> {
     const container = lease.container;
     const timeoutMs = action.limits.timeoutMs;
@@ -302,6 +345,8 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     };
     let keep = false;
     try {
+      // Aborted (shutdown) while acquiring: the activation has been answered, do not start it.
+      signal.throwIfAborted();
       const activationId = message.activationId;
       container.beginActivation({ limitBytes: logLimitBytes, activationId });
       if (lease.needsInit) {
@@ -325,6 +370,7 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
         lease.markInitialized();
       }
 
+      signal.throwIfAborted();
       const runStart = this.now();
       record.running(runStart);
       this.deps.metrics.waitSeconds.observe(record.waitMs() / 1000);
@@ -342,7 +388,7 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
       record.ran(runEnd, response, runResult.kind === 'timeout');
       const logs = await this.collectLogs(container, activationId, logLimitBytes, trace);
       record.setLogs(logs.lines);
-      keep = logs.complete && !containerSuspect(response);
+      keep = logs.complete && !containerSuspect(response) && !signal.aborted;
       event.logsComplete = logs.complete;
       return false;
     } finally {
@@ -399,6 +445,21 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
       shrunkCompletion: shrunk,
     };
   }
+}
+
+/**
+ * `work`, or a rejection as soon as `signal` fires. `work` goes on; a later
+ * failure of it is dropped (the activation has been answered by then).
+ */
+function untilAborted(work: Promise<void>, signal: AbortSignal): Promise<void> {
+  work.catch(() => undefined);
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([work, aborted]).finally(() => signal.removeEventListener('abort', onAbort!));
 }
 
 /** Containers are reused only for the same invoking namespace, action (with version) and revision. */
