@@ -352,6 +352,8 @@ export class ContainerPool<C extends PoolContainer> {
         slot.state === 'prewarm' &&
         slot.kind === request.kind &&
         slot.memoryMb === request.memoryMb &&
+        // Upstream compares ByteSizes: a stem cell of, say, 300000 KB serves no action.
+        (slot.stemCell === undefined || slot.stemCell.memoryBytes === request.memoryMb * 1024 * 1024) &&
         slot.image === request.image &&
         slot.specConcurrency >= request.concurrency
       ) {
