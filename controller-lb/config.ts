@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { Identity } from '../protocol/index.js';
 import type { PushTlsOptions } from './push-client.js';
+import { topicPrefixProblem } from '../invoker/kafka/topics.js';
 
 export interface ControllerConfig {
   controllerId: string;
@@ -15,6 +16,8 @@ export interface ControllerConfig {
   invokerUrls: string[];
   invokerUserMemoryMb: number;
   kafkaBrokers: string[] | undefined;
+  /** Upstream's `whisk.kafka.topics.prefix`: every topic and group is named under it. */
+  kafkaTopicPrefix: string;
   healthTopic: string;
   couchdbUrl: string;
   whisksDb: string;
@@ -97,6 +100,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     problems.push('INVOKER_URLS: required without KAFKA_BROKERS (comma-separated base URLs, index = invoker id, e.g. http://127.0.0.1:8080)');
   }
 
+  const kafkaTopicPrefix = text('KAFKA_TOPIC_PREFIX', '');
+  const prefixProblem = topicPrefixProblem(kafkaTopicPrefix);
+  if (prefixProblem !== undefined) problems.push(`KAFKA_TOPIC_PREFIX: ${prefixProblem}`);
+
   const couchdbUrl = text('COUCHDB_URL', 'http://127.0.0.1:5984');
   try {
     new URL(couchdbUrl);
@@ -129,7 +136,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     invokerUrls,
     invokerUserMemoryMb: integer('INVOKER_USER_MEMORY_MB', 2048, 128),
     kafkaBrokers,
-    healthTopic: text('CONTROLLER_HEALTH_TOPIC', 'health'),
+    kafkaTopicPrefix,
+    healthTopic: text('CONTROLLER_HEALTH_TOPIC', `${kafkaTopicPrefix}health`),
     couchdbUrl,
     whisksDb: text('COUCHDB_WHISKS_DB', 'whisks'),
     invokeToken: optional('CONTROLLER_INVOKE_TOKEN'),
