@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { defaultRuntimeManifest, parseRuntimeManifest, RuntimeManifestError, type RuntimeManifest } from '../invoker/runtime-manifest.js';
 import { DEFAULT_ACTION_LIMITS_CONFIG, type ActionLimitsConfig } from './action-document.js';
 import type { PushTlsOptions } from './push-client.js';
+import { topicPrefixProblem } from '../invoker/kafka/topics.js';
 
 export interface ControllerConfig {
   controllerId: string;
@@ -18,6 +19,8 @@ export interface ControllerConfig {
   invokerUrlTemplate: string | undefined;
   invokerUserMemoryMb: number;
   kafkaBrokers: string[] | undefined;
+  /** Upstream's `whisk.kafka.topics.prefix`: every topic and group is named under it. */
+  kafkaTopicPrefix: string;
   healthTopic: string;
   couchdbUrl: string;
   whisksDb: string;
@@ -126,6 +129,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     problems.push('INVOKER_URLS: required without KAFKA_BROKERS or INVOKER_URL_TEMPLATE (comma-separated base URLs, index = invoker id, e.g. http://127.0.0.1:8080)');
   }
 
+  const kafkaTopicPrefix = text('KAFKA_TOPIC_PREFIX', '');
+  const prefixProblem = topicPrefixProblem(kafkaTopicPrefix);
+  if (prefixProblem !== undefined) problems.push(`KAFKA_TOPIC_PREFIX: ${prefixProblem}`);
+
   const couchdbUrl = text('COUCHDB_URL', 'http://127.0.0.1:5984');
   try {
     new URL(couchdbUrl);
@@ -184,7 +191,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     invokerUrlTemplate,
     invokerUserMemoryMb: integer('INVOKER_USER_MEMORY_MB', 2048, 128),
     kafkaBrokers,
-    healthTopic: text('CONTROLLER_HEALTH_TOPIC', 'health'),
+    kafkaTopicPrefix,
+    healthTopic: text('CONTROLLER_HEALTH_TOPIC', `${kafkaTopicPrefix}health`),
     couchdbUrl,
     whisksDb: text('COUCHDB_WHISKS_DB', 'whisks'),
     activationsDb: text('COUCHDB_ACTIVATIONS_DB', 'activations'),

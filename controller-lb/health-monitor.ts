@@ -1,6 +1,7 @@
 /**
  * Keeps the invoker pool's view of who is alive. Two sources:
- * - Kafka: the invokers' pings on `health` (group `health<C>`), as upstream;
+ * - Kafka: the invokers' pings on `<prefix>health` (group `<prefix>health<C>`),
+ *   as upstream;
  *   an invoker appears with its first ping, sized by the memory it reports.
  * - Static (no Kafka): the configured invokers, each a sign of life whenever
  *   its `GET /health/ready` answers 200, polled every few seconds.
@@ -12,6 +13,7 @@ import { ProtocolParseError, parsePingMessage, type ControllerInstanceId, type P
 import type { Logger } from '../invoker/telemetry/logger.js';
 import { configuredInvokerId, DEFAULT_HEALTH_OPTIONS, type InvokerPool } from './invoker-state.js';
 import { startValueConsumer } from './kafka-support.js';
+import { topicNames } from '../invoker/kafka/topics.js';
 import type { PushTlsOptions } from './push-client.js';
 
 export interface HealthMonitor {
@@ -34,6 +36,9 @@ export interface KafkaHealthMonitorOptions {
   controller: ControllerInstanceId;
   pool: InvokerPool;
   logger: Logger;
+  /** Upstream's `whisk.kafka.topics.prefix` (KAFKA_TOPIC_PREFIX); names the topic and the group. Default empty. */
+  topicPrefix?: string;
+  /** Default `<prefix>health`. */
   topic?: string;
   fromBeginning?: boolean;
   /** Pings produced longer ago than this are ignored (default: the offline window, 10 s). */
@@ -46,12 +51,13 @@ export interface KafkaHealthMonitorOptions {
 export async function startKafkaHealthMonitor(options: KafkaHealthMonitorOptions): Promise<HealthMonitor> {
   const { kafka, controller, pool, logger } = options;
   const now = options.now ?? Date.now;
-  const topic = options.topic ?? HEALTH_TOPIC;
+  const names = topicNames(options.topicPrefix ?? '');
+  const topic = options.topic ?? names.health;
   const staleAfterMs = options.staleAfterMs ?? DEFAULT_HEALTH_OPTIONS.offlineAfterMs;
   const consumer: Consumer = await startValueConsumer({
     kafka,
     topic,
-    groupId: `health${controller.asString}`,
+    groupId: names.healthGroup(controller),
     ...(options.fromBeginning !== undefined ? { fromBeginning: options.fromBeginning } : {}),
     logger,
     onValue: (value, position) => {

@@ -2,9 +2,12 @@
  * The Kafka transport, used when the balancer is overloaded (the seed's split:
  * HTTP push normally, Kafka only on overload, where the topic buffers what no
  * invoker has room for): activation messages are produced to `invoker<N>`,
- * and acknowledgements are consumed from `completed<C>`, group `completed<C>`.
+ * and acknowledgements are consumed from `completed<C>`, group `completed<C>`,
+ * all under the topic prefix (KAFKA_TOPIC_PREFIX, upstream's
+ * `whisk.kafka.topics.prefix`).
  */
-import { ProtocolParseError, completedTopic, invokerTopic, parseAcknowledgement, serializeActivationMessage } from '../protocol/index.js';
+import { ProtocolParseError, parseAcknowledgement, serializeActivationMessage } from '../protocol/index.js';
+import { topicNames, type TopicNames } from '../invoker/kafka/topics.js';
 import type { AcknowledgementMessage, ActivationMessage, ControllerInstanceId, InvokerInstanceId } from '../protocol/index.js';
 import { Partitioners, type Consumer, type Kafka, type Producer } from 'kafkajs';
 import type { Logger } from '../invoker/telemetry/logger.js';
@@ -16,6 +19,8 @@ export interface KafkaPathOptions {
   /** Receives every acknowledgement from `completed<C>`; must not throw. */
   onAcknowledgement: (ack: AcknowledgementMessage) => void;
   logger: Logger;
+  /** Default empty: `invoker<N>`, `completed<C>`. */
+  topicPrefix?: string;
   /** For tests on fresh topics; see startValueConsumer. */
   fromBeginning?: boolean;
 }
@@ -29,16 +34,19 @@ export class KafkaPath implements ActivationPublisher {
   readonly #producer: Producer;
   readonly #consumer: Consumer;
   readonly #logger: Logger;
+  readonly #names: TopicNames;
 
-  private constructor(producer: Producer, consumer: Consumer, logger: Logger) {
+  private constructor(producer: Producer, consumer: Consumer, logger: Logger, names: TopicNames) {
     this.#producer = producer;
     this.#consumer = consumer;
     this.#logger = logger;
+    this.#names = names;
   }
 
   static async start(options: KafkaPathOptions): Promise<KafkaPath> {
     const { kafka, controller, onAcknowledgement, logger } = options;
-    const topic = completedTopic(controller);
+    const names = topicNames(options.topicPrefix ?? '');
+    const topic = names.completed(controller);
     // The invoker<N> topics have one partition; naming the partitioner only
     // silences kafkajs' warning about its changed default.
     const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
@@ -72,12 +80,12 @@ export class KafkaPath implements ActivationPublisher {
       await producer.disconnect().catch(() => undefined);
       throw error;
     }
-    return new KafkaPath(producer, consumer, logger);
+    return new KafkaPath(producer, consumer, logger, names);
   }
 
   /** Resolves once all in-sync replicas have the message (acks -1): the Kafka equivalent of the HTTP ack. */
   async publish(invoker: InvokerInstanceId, msg: ActivationMessage): Promise<void> {
-    const topic = invokerTopic(invoker);
+    const topic = this.#names.invoker(invoker);
     try {
       await this.#producer.send({ topic, acks: -1, messages: [{ value: serializeActivationMessage(msg) }] });
     } catch (error) {

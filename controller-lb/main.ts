@@ -48,8 +48,14 @@ async function main(config: ControllerConfig): Promise<void> {
     // Configured invokers show as down until their first ping.
     config.invokerUrls.forEach((_url, index) => pool.register(configuredInvokerId(index, config.invokerUserMemoryMb)));
     // Acks that arrive before the balancer exists are for no activation of this process.
-    kafkaPath = await KafkaPath.start({ kafka, controller, logger, onAcknowledgement: (ack) => balancer?.handleAcknowledgement(ack) });
-    monitor = await startKafkaHealthMonitor({ kafka, controller, pool, logger, topic: config.healthTopic });
+    kafkaPath = await KafkaPath.start({
+      kafka,
+      controller,
+      logger,
+      topicPrefix: config.kafkaTopicPrefix,
+      onAcknowledgement: (ack) => balancer?.handleAcknowledgement(ack),
+    });
+    monitor = await startKafkaHealthMonitor({ kafka, controller, pool, logger, topicPrefix: config.kafkaTopicPrefix, topic: config.healthTopic });
   } else {
     monitor = startStaticHealthMonitor({
       invokers: config.invokerUrls.map((url) => ({ url, userMemoryMb: config.invokerUserMemoryMb })),

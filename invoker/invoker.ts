@@ -198,6 +198,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     logger,
     metrics,
     healthPingIntervalMs: config.healthPingIntervalMs,
+    topicPrefix: config.kafkaTopicPrefix,
   });
   let kafkaAdmin: Admin | undefined;
   // Ready only once every part has started: probes must not route work to a half-started invoker.

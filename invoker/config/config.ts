@@ -11,6 +11,7 @@ import {
   text,
   type SettingsValues,
 } from './env-schema.js';
+import { topicPrefixProblem } from '../kafka/topics.js';
 
 /**
  * Every setting of the invoker. The README's configuration table is printed
@@ -49,6 +50,11 @@ export const INVOKER_SETTINGS = {
 
   kafkaBrokers: list('KAFKA_BROKERS', 'Kafka bootstrap brokers, comma-separated; empty: HTTP only, no health pings.', ''),
   kafkaClientId: text('KAFKA_CLIENT_ID', 'Kafka client id prefix.', 'invoker'),
+  kafkaTopicPrefix: text(
+    'KAFKA_TOPIC_PREFIX',
+    "Prefix of every Kafka topic and consumer group (`<prefix>invoker<N>`, `<prefix>health`, `<prefix>completed<C>`), upstream's `whisk.kafka.topics.prefix`; must equal the controllers'.",
+    '',
+  ),
   healthPingIntervalMs: integer('INVOKER_HEALTH_PING_INTERVAL_MS', 'How often a PingMessage goes to the `health` topic.', 1000, { min: 100 }),
 
   couchdbUrl: text('COUCHDB_URL', 'CouchDB (or compatible) server, credentials in the URL.', 'http://127.0.0.1:5984'),
@@ -195,6 +201,9 @@ export function loadInvokerConfig(sources: ConfigSources = { env: process.env })
 
   const runtimesManifestJson =
     settings.runtimesManifest ?? readOrReport('RUNTIMES_MANIFEST_FILE', settings.runtimesManifestFile);
+
+  const prefixProblem = topicPrefixProblem(settings.kafkaTopicPrefix);
+  if (prefixProblem !== undefined) problems.push(`KAFKA_TOPIC_PREFIX ${prefixProblem}`);
 
   if (settings.lockedArgsKeys !== undefined) {
     try {

@@ -39,6 +39,8 @@ interface Generation {
 export interface CompletionProducerOptions {
   kafka: Kafka;
   logger: Logger;
+  /** Names `completed<C>` (default: no prefix, `completedTopic` of protocol). */
+  topicFor?: (controller: CompletionRecord['controller']) => string;
   /** When given, `completed<C>` is created with upstream's settings before the first send to C. */
   topics?: Pick<TopicManager, 'ensureCompletedTopic'>;
   /** Largest record the topics take (default MAX_MESSAGE_BYTES); larger completions go out shrunk. */
@@ -117,7 +119,7 @@ export function createCompletionProducer(options: CompletionProducerOptions): Co
   };
 
   const deliver = async (c: CompletionRecord): Promise<CompletionDelivery> => {
-    const topic = completedTopic(c.controller);
+    const topic = options.topicFor === undefined ? completedTopic(c.controller) : options.topicFor(c.controller);
     const context = { activationId: c.activationId, topic };
     if (state !== 'running' && state !== 'stopping') {
       const why = state === 'new' ? 'not started' : 'stopped';

@@ -14,7 +14,7 @@ import { createActivationFeed, type ActivationFeed, type FeedConsumerSettings, t
 import { createKafkaClient } from './client.js';
 import { createCompletionProducer, type CompletionProducer } from './completion-producer.js';
 import { createHealthPinger, type HealthPinger } from './health-pinger.js';
-import { createTopicManager, type TopicManager } from './topics.js';
+import { createTopicManager, topicNames, type TopicManager, type TopicNames } from './topics.js';
 
 export * from './activation-feed.js';
 export * from './client.js';
@@ -37,13 +37,19 @@ export interface KafkaSideOptions {
   logger: Logger;
   metrics: FeedMetrics;
   healthPingIntervalMs?: number;
-  /** Default `health`. */
+  /**
+   * Upstream's `whisk.kafka.topics.prefix` (KAFKA_TOPIC_PREFIX): every topic
+   * and group is named under it. Default empty.
+   */
+  topicPrefix?: string;
+  /** Default `<prefix>health`. */
   healthTopic?: string;
   consumer?: FeedConsumerSettings;
 }
 
 export interface KafkaSide {
   readonly kafka: Kafka;
+  readonly names: TopicNames;
   readonly topics: TopicManager;
   readonly completions: CompletionProducer;
   readonly pinger: HealthPinger;
@@ -64,18 +70,22 @@ export function createKafkaSide(options: KafkaSideOptions): KafkaSide | undefine
   if (options.brokers.length === 0) return undefined;
   const { instance, logger } = options;
   const kafka = createKafkaClient({ brokers: options.brokers, clientId: `${options.clientId}${instance.instance}`, logger });
+  const names = topicNames(options.topicPrefix ?? '');
+  const healthTopic = options.healthTopic ?? names.health;
   const topics = createTopicManager({ kafka, logger });
-  const completions = createCompletionProducer({ kafka, logger, topics });
+  const completions = createCompletionProducer({ kafka, logger, topics, topicFor: names.completed });
   const pinger = createHealthPinger({
     kafka,
     instance,
     logger,
     ...(options.healthPingIntervalMs === undefined ? {} : { intervalMs: options.healthPingIntervalMs }),
-    ...(options.healthTopic === undefined ? {} : { topic: options.healthTopic }),
+    topic: healthTopic,
   });
   const feed = createActivationFeed({
     kafka,
     instance,
+    // The group is named after the topic, as upstream (getConsumer(config, topic, topic, ...)).
+    topic: names.invoker(instance),
     handler: options.handler,
     admission: options.admission,
     completions,
@@ -88,15 +98,13 @@ export function createKafkaSide(options: KafkaSideOptions): KafkaSide | undefine
 
   return {
     kafka,
+    names,
     topics,
     completions,
     pinger,
     feed,
     async start() {
-      await topics.ensureInvokerTopics({
-        invokerTopic: feed.topic,
-        ...(options.healthTopic === undefined ? {} : { healthTopic: options.healthTopic }),
-      });
+      await topics.ensureInvokerTopics({ invokerTopic: feed.topic, healthTopic });
       await completions.start();
       await feed.start();
       await pinger.start();

@@ -124,6 +124,8 @@ export class PooledContainer<C extends { readonly name: string }> {
       this.#state === 'prewarm' &&
       this.kind === request.kind &&
       this.memoryMb === request.memoryMb &&
+      // Upstream compares ByteSizes: a stem cell of, say, 300000 KB serves no action.
+      (this.stemCell === undefined || this.stemCell.memoryBytes === request.memoryMb * 1024 * 1024) &&
       this.image === request.image &&
       this.specConcurrency >= request.concurrency
     );

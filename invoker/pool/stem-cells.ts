@@ -6,6 +6,8 @@
  */
 import type { StemCellSpec } from './types.js';
 
+const MIB = 1024 * 1024;
+
 export interface BackoffOptions {
   /** Delay after the first failure. */
   initialMs: number;
@@ -19,6 +21,8 @@ export interface StemCellTarget {
   readonly kind: string;
   readonly image: string;
   readonly memoryMb: number;
+  /** See StemCellSpec.memoryBytes; always set here. */
+  readonly memoryBytes: number;
   readonly count: number;
   readonly concurrency: number;
   /** Consecutive creation failures; reset by a success. */
@@ -35,15 +39,20 @@ export function stemCellTargets(specs: readonly StemCellSpec[]): StemCellTarget[
     const what = `stem cell ${i} (${spec.kind}, ${spec.memoryMb} MB)`;
     if (!Number.isSafeInteger(spec.count) || spec.count < 0) throw new RangeError(`${what}: count must be a non-negative integer, got ${spec.count}`);
     if (!Number.isSafeInteger(spec.memoryMb) || spec.memoryMb <= 0) throw new RangeError(`${what}: memoryMb must be a positive integer`);
+    const memoryBytes = spec.memoryBytes ?? spec.memoryMb * MIB;
+    if (!Number.isSafeInteger(memoryBytes) || Math.floor(memoryBytes / MIB) !== spec.memoryMb) {
+      throw new RangeError(`${what}: memoryBytes ${memoryBytes} is not ${spec.memoryMb} MiB rounded down`);
+    }
     const concurrency = spec.concurrency ?? 1;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new RangeError(`${what}: concurrency must be a positive integer, got ${concurrency}`);
     if (spec.count === 0) return;
-    const key = `${spec.kind}\u0000${spec.memoryMb}\u0000${spec.image}`;
+    const key = `${spec.kind}\u0000${memoryBytes}\u0000${spec.image}`;
     const existing = byKey.get(key);
     byKey.set(key, {
       kind: spec.kind,
       image: spec.image,
       memoryMb: spec.memoryMb,
+      memoryBytes,
       count: (existing?.count ?? 0) + spec.count,
       concurrency: Math.max(existing?.concurrency ?? 1, concurrency),
       failures: 0,

@@ -117,6 +117,13 @@ export interface StemCellSpec {
   kind: string;
   image: string;
   memoryMb: number;
+  /**
+   * The configured size in bytes when it is not `memoryMb` MiB exactly (a
+   * manifest may say `"300000 KB"`): the container gets `memoryMb`, but as
+   * upstream (ByteSize equality) it is only handed to an action whose memory
+   * limit is exactly this size, i.e. never. Default `memoryMb` MiB.
+   */
+  memoryBytes?: number;
   count: number;
   /**
    * Largest action concurrency a stem cell of this target may serve: passed

@@ -22,6 +22,16 @@ export function testEnvironment(): TestEnvironment {
   };
 }
 
+/**
+ * The Kafka topic prefix (KAFKA_TOPIC_PREFIX, upstream's
+ * `whisk.kafka.topics.prefix`) of every invoker and controller this test
+ * process starts: unique per process, so that its pings on `<prefix>health`
+ * and its messages never reach a controller of another run, or of a real
+ * deployment sharing the broker. TEST_KAFKA_TOPIC_PREFIX overrides it.
+ */
+export const TEST_TOPIC_PREFIX =
+  process.env.TEST_KAFKA_TOPIC_PREFIX ?? `wsktest${process.pid}x${Math.floor(Math.random() * 36 ** 4).toString(36)}-`;
+
 /** A name unique to this test process, for databases, topics, labels. */
 export function uniqueName(prefix: string): string {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;

@@ -24,7 +24,7 @@ import { loadInvokerConfig, type InvokerConfig } from '../../invoker/config/conf
 import { startInvoker, type RunningInvoker } from '../../invoker/invoker.js';
 import { createLogger, silentLogger, type Logger } from '../../invoker/telemetry/logger.js';
 import type { Tracer } from '@opentelemetry/api';
-import { testEnvironment, uniqueName } from './env.js';
+import { TEST_TOPIC_PREFIX, testEnvironment, uniqueName } from './env.js';
 import { guestIdentity } from './identity.js';
 
 interface Teardown {
@@ -63,6 +63,8 @@ export class InvokerTestbed {
   readonly activationsDb: string;
   readonly journalDir: string;
   readonly couch: nano.ServerScope;
+  /** KAFKA_TOPIC_PREFIX of the invokers started here: this process's own (see TEST_TOPIC_PREFIX). */
+  readonly topicPrefix = TEST_TOPIC_PREFIX;
 
   constructor(
     private readonly t: Teardown,
@@ -105,6 +107,7 @@ export class InvokerTestbed {
       COUCHDB_ACTIVATIONS_DB: this.activationsDb,
       INVOKER_JOURNAL_DIR: this.journalDir,
       INVOKER_DRAIN_TIMEOUT_MS: '30000',
+      KAFKA_TOPIC_PREFIX: this.topicPrefix,
       LOG_LEVEL: 'warn',
       ...overrides,
     };
