@@ -104,6 +104,18 @@ const rows: Row[] = [
       });
     },
   ),
+  compare(
+    'parse + /run body (hot path)',
+    () => {
+      const m = parseActivationMessage(messageBytes);
+      return runBody({ msg: m, content: m.content, action: runCall.action, deadline: runCall.deadline });
+    },
+    () => {
+      const m = JSON.parse(messageBytes.toString('utf8')) as typeof messageRaw;
+      const { DB_URL: _init, ...value } = m.content;
+      return JSON.stringify({ value, namespace: 'guest', deadline: String(runCall.deadline) });
+    },
+  ),
 ];
 
 const pad = (s: string, n: number): string => s.padEnd(n);
