@@ -2,7 +2,8 @@
  * Wire formats shared by the invoker and the controller-side balancer. Pure:
  * no I/O, no module state. Parsers take bytes or a string and either return a
  * typed value or throw ProtocolParseError naming the offending field;
- * serializers write upstream's compact JSON, byte for byte.
+ * serializers write compact JSON with upstream's fields and values (not its
+ * bytes: upstream sorts object keys; see README.md for what is guaranteed).
  */
 export * from './acknowledgement.js';
 export { ACTIVATION_ID_LENGTH, generateActivationId, isActivationId } from './activation-id.js';

@@ -116,7 +116,15 @@ function skipWhitespace(s: string, i: number): number {
 
 /** `i` is at an opening quote; returns the index just past the closing one. */
 function skipString(s: string, i: number): number {
-  let j = i;
+  // Most strings are short, and for them a loop beats an indexOf call.
+  let j = i + 1;
+  for (const stop = Math.min(s.length, j + 24); j < stop; j++) {
+    const c = s.charCodeAt(j);
+    if (c === QUOTE) return j + 1;
+    if (c === BACKSLASH) break;
+  }
+  // A long string, or one with escapes: from quote to quote.
+  j--;
   for (;;) {
     j = s.indexOf('"', j + 1);
     if (j < 0) return scanError();
@@ -207,11 +215,47 @@ function arrayElements(s: string, start: number): string[] {
 }
 
 /**
- * The source text of the value of `key` in the JSON object `s` (text
- * JSON.parse accepted), or undefined when there is no such member. Like
- * JSON.parse, the last of repeated keys counts.
+ * The source text of the value of `key` (letters and digits only) in the
+ * JSON object `s` (text JSON.parse accepted and found to have that member).
+ * Like JSON.parse, the last of repeated keys counts.
+ *
+ * Fast path, which skips scanning the rest of the document: without `\u`
+ * escapes no escape can spell a letter, so every key named `key` appears
+ * literally; an unescaped quote followed by the letters can only open a
+ * string, and one followed by `:` is a key. When that key occurs exactly
+ * once in the whole text, it is the member's.
  */
 export function memberText(s: string, key: string): string | undefined {
+  // V8 finds a pattern fastest when its first character is rare in the text,
+  // and quotes are everywhere in JSON: so the quote and first letter are checked after.
+  const needle = `${key.slice(1)}"`;
+  const first = key.charCodeAt(0);
+  let at = -1;
+  let keys = 0;
+  if (s.indexOf('\\u') < 0) {
+    for (let p = s.indexOf(needle); p >= 0; p = s.indexOf(needle, p + needle.length)) {
+      if (s.charCodeAt(p - 1) !== first || s.charCodeAt(p - 2) !== QUOTE) continue;
+      const q = skipWhitespace(s, p + needle.length);
+      // Not followed by ':', or the quote is escaped (inside a string): not a key.
+      if (s.charCodeAt(q) !== 58 || escaped(s, p - 2)) continue;
+      at = q;
+      if (++keys > 1) break;
+    }
+  }
+  if (keys !== 1) return memberTextByScan(s, key);
+  const start = skipWhitespace(s, at + 1);
+  return s.slice(start, skipValue(s, start));
+}
+
+/** Whether the quote at `p` is escaped (preceded by an odd number of backslashes). */
+function escaped(s: string, p: number): boolean {
+  let k = p - 1;
+  while (s.charCodeAt(k) === BACKSLASH) k--;
+  return ((p - 1 - k) & 1) === 1;
+}
+
+/** memberText by walking the top-level members. */
+export function memberTextByScan(s: string, key: string): string | undefined {
   let i = skipWhitespace(s, 0);
   if (s.charCodeAt(i) !== OPEN_BRACE) return scanError();
   i = skipWhitespace(s, i + 1);
@@ -227,6 +271,46 @@ export function memberText(s: string, key: string): string | undefined {
     if (s.charCodeAt(i) !== COMMA) return s.charCodeAt(i) === CLOSE_BRACE ? found : scanError();
     i = skipWhitespace(s, i + 1);
   }
+}
+
+/**
+ * The object text `s` without the members named in `keys`: the text of the
+ * other members, runs of neighbours copied in one piece.
+ */
+export function omitMembers(s: string, keys: readonly string[]): string {
+  let i = skipWhitespace(s, 1);
+  if (s.charCodeAt(i) === CLOSE_BRACE) return s;
+  let out = '';
+  let runStart = -1;
+  let runEnd = -1;
+  let omitted = false;
+  for (;;) {
+    const keyEnd = skipString(s, i);
+    const valueEnd = skipValue(s, skipWhitespace(s, skipWhitespace(s, keyEnd) + 1));
+    let omit = false;
+    for (let k = 0; k < keys.length; k++) {
+      if (keyEquals(s, i, keyEnd, keys[k] as string)) {
+        omit = true;
+        break;
+      }
+    }
+    if (omit) {
+      omitted = true;
+      if (runStart >= 0) {
+        out += `${out.length > 0 ? ',' : ''}${s.slice(runStart, runEnd)}`;
+        runStart = -1;
+      }
+    } else {
+      if (runStart < 0) runStart = i;
+      runEnd = valueEnd;
+    }
+    i = skipWhitespace(s, valueEnd);
+    if (s.charCodeAt(i) !== COMMA) break;
+    i = skipWhitespace(s, i + 1);
+  }
+  if (!omitted) return s;
+  if (runStart >= 0) out += `${out.length > 0 ? ',' : ''}${s.slice(runStart, runEnd)}`;
+  return `{${out}}`;
 }
 
 const NUMBER = /^(-?)([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/;

@@ -18,7 +18,7 @@ import { ANNOTATION_PROVIDE_API_KEY, isTruthy, type Annotation } from './annotat
 import { qualifiedNameWithLeadingSlash, type ActivationMessage } from './activation-message.js';
 import type { JsonObject, JsonValue } from './json.js';
 import { quote, setOwn, writeValue } from './json-write.js';
-import { rawEnvString, type RawJson } from './raw-json.js';
+import { omitMembers, rawEnvString, type RawJson } from './raw-json.js';
 
 /** What the payloads need to know about the action being run. */
 export interface RuntimeAction {
@@ -122,15 +122,8 @@ export function runBody(call: RuntimeCall): string {
 
 /** The parameters minus the init arguments, as JSON text: the received text itself when nothing is left out. */
 function runValue(content: RawJson | undefined, initArgs: readonly string[]): string {
-  if (content === undefined || content.text === 'null') return '{}';
-  const members = initArgs.length === 0 ? undefined : content.members();
-  if (members === undefined) return content.text;
-  let out = '{';
-  let first = true;
-  for (const m of members) {
-    if (initArgs.includes(m.key)) continue;
-    out += `${first ? '' : ','}${m.keyText}:${m.text}`;
-    first = false;
-  }
-  return out + '}';
+  if (content === undefined) return '{}';
+  const text = content.text;
+  if (initArgs.length === 0 || text.charCodeAt(0) !== 123) return text === 'null' ? '{}' : text;
+  return omitMembers(text, initArgs);
 }
