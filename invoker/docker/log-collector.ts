@@ -41,6 +41,11 @@ export interface CollectOptions {
   limitBytes?: number;
   /** How long to wait for sentinels not yet seen, from the call (default 500 ms). */
   waitMs?: number;
+  /**
+   * Concurrent containers only: the wait is extended by further `waitMs`
+   * while the container's output keeps moving, up to this (default 5 s).
+   */
+  maxWaitMs?: number;
   /** The activation whose log this is: required with intra-container concurrency, ignored otherwise. */
   activationId?: string;
 }

@@ -10,8 +10,13 @@
  * - A tagged line goes to the open activation it names; a piece of a line
  *   cut at the line cap (log-lines.ts) goes where the line's first piece went.
  * - Each activation's log ends, per stream, on its own tagged sentinel; the
- *   wait for missing ones, the byte limit and the truncation and issue lines
- *   are those of a sequential container (activation-log.ts), per activation.
+ *   byte limit and the truncation and issue lines are those of a sequential
+ *   container (activation-log.ts), per activation.
+ * - The wait for missing sentinels is `waitMs` (500 ms) as in a sequential
+ *   container, extended by further `waitMs` while the container's output is
+ *   still moving, up to `maxWaitMs` (5 s): an activation's sentinel may be
+ *   queued behind megabytes that its neighbours wrote, which a sequential
+ *   container never sees. Without any line for `waitMs`, it gives up.
  * - Untagged lines were written outside any activation (the runtime's own
  *   start-up, a child process writing to the inherited descriptors): they are
  *   dropped and counted (`untagged`), never given to some activation.
@@ -26,6 +31,9 @@
  */
 
 import { ActivationLog, DEFAULT_LOG_LIMIT_BYTES, DEFAULT_SENTINEL_WAIT_MS, type LogCollection } from './activation-log.js';
+
+/** Longest wait for an activation's sentinels while the container's output keeps moving. */
+export const DEFAULT_MAX_SENTINEL_WAIT_MS = 5000;
 import type { ActivationLogs, BeginActivationOptions, CollectOptions } from './log-collector.js';
 import { LOG_SENTINEL, type LogClock, type StreamName } from './log-lines.js';
 import { tagEnd, tagPrefix } from './log-tags.js';
@@ -51,6 +59,8 @@ export class TaggedLogRouter implements ActivationLogs {
   /** Where the current line of each stream went, for its continued pieces. */
   private stdoutOwner: ActivationLog | undefined;
   private stderrOwner: ActivationLog | undefined;
+  /** Lines seen so far (any stream, any activation): whether the output is moving. */
+  private lines = 0;
 
   /**
    * @param clock stamps the lines the router adds itself.
@@ -105,7 +115,7 @@ export class TaggedLogRouter implements ActivationLogs {
     if (this.endReason === undefined) {
       entry.collecting = true;
       try {
-        await entry.log.waitForSentinels(options.waitMs ?? DEFAULT_SENTINEL_WAIT_MS);
+        await this.waitForSentinels(entry.log, options.waitMs ?? DEFAULT_SENTINEL_WAIT_MS, options.maxWaitMs ?? DEFAULT_MAX_SENTINEL_WAIT_MS);
       } finally {
         entry.collecting = false;
       }
@@ -115,6 +125,15 @@ export class TaggedLogRouter implements ActivationLogs {
     if (this.stdoutOwner === entry.log) this.stdoutOwner = undefined;
     if (this.stderrOwner === entry.log) this.stderrOwner = undefined;
     return entry.log.take(options.limitBytes ?? entry.limit, this.clock);
+  }
+
+  private async waitForSentinels(log: ActivationLog, waitMs: number, maxWaitMs: number): Promise<void> {
+    const giveUpAt = performance.now() + Math.max(waitMs, maxWaitMs);
+    for (;;) {
+      const seen = this.lines;
+      await log.waitForSentinels(Math.min(waitMs, giveUpAt - performance.now()));
+      if (log.complete || this.endReason !== undefined || this.lines === seen || performance.now() >= giveUpAt) return;
+    }
   }
 
   /** The container's output ended: pending collections resolve now. */
@@ -131,6 +150,7 @@ export class TaggedLogRouter implements ActivationLogs {
   /** Matches StampedLineSink: the line reader feeds every line here. */
   readonly onLine = (stream: StreamName, time: string, text: string, bytes: number, continued: boolean): void => {
     const isStdout = stream === 'stdout';
+    this.lines++;
     if (continued) {
       const owner = isStdout ? this.stdoutOwner : this.stderrOwner;
       if (owner !== undefined && owner.open(stream)) owner.keep(stream, time, text, bytes);

@@ -82,7 +82,8 @@ function createLogTags(key, { stdout = process.stdout, stderr = process.stderr, 
     const original = stream.write;
     stream.write = function write(chunk, encoding, callback) {
       const activation = storage.getStore();
-      if (activation === undefined) return original.apply(stream, arguments);
+      // Outside any activation: untouched (`apply` with `arguments` costs far more on Node 24).
+      if (activation === undefined) return original.call(stream, chunk, encoding, callback);
       if (typeof encoding === 'function') {
         callback = encoding;
         encoding = undefined;

@@ -178,6 +178,33 @@ t.test('a missing sentinel: bounded wait, issue line; the end of the output reso
   t.equal(c.complete, false, 'stays ended, no wait');
 });
 
+t.test('the wait for sentinels goes on while the output moves, up to its bound', async (t) => {
+  const { r, tagged } = router();
+  r.beginActivation({ activationId: A });
+  r.beginActivation({ activationId: B });
+  // B floods while A's sentinels are queued behind it.
+  const flood = setInterval(() => tagged('stdout', B, 'busy'), 10);
+  t.teardown(() => clearInterval(flood));
+  setTimeout(() => {
+    tagged('stdout', A, LOG_SENTINEL);
+    tagged('stderr', A, LOG_SENTINEL);
+  }, 200);
+  let start = performance.now();
+  const a = await r.collect({ activationId: A, waitMs: 50, maxWaitMs: 2000 });
+  t.equal(a.complete, true, 'waited past 50 ms because lines kept coming');
+  t.ok(performance.now() - start < 1000);
+  start = performance.now();
+  const b = await r.collect({ activationId: B, waitMs: 50, maxWaitMs: 300 });
+  const waited = performance.now() - start;
+  t.equal(b.complete, false);
+  t.ok(waited >= 290 && waited < 1000, `bounded: ${Math.round(waited)} ms`);
+  clearInterval(flood);
+  r.beginActivation({ activationId: A.replace(/a/g, 'c') });
+  start = performance.now();
+  await r.collect({ activationId: A.replace(/a/g, 'c'), waitMs: 50, maxWaitMs: 5000 });
+  t.ok(performance.now() - start < 300, 'a quiet output: gives up after waitMs');
+});
+
 t.test('a runtime that does not tag: nothing attributed, collect resolves at once', async (t) => {
   const { r, drops, feed } = router({ announce: false });
   r.beginActivation({ activationId: A });
