@@ -131,7 +131,13 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
   };
   const core = new InvocationCore<ActionContainer>({
     instance,
-    actions: storeActionSource(actionStore),
+    actions: storeActionSource(actionStore, (kind) => {
+      try {
+        return manifest.resolveKind(kind).kind;
+      } catch {
+        return kind;
+      }
+    }),
     containers: pool,
     images: manifestImages(manifest, factory),
     records,

@@ -1,7 +1,13 @@
 /**
  * Reads actions from the `whisks` database: the document `<path>/<name>` at
- * the revision the controller put into the ActivationMessage, with its code
- * attachment when the code is not inline, validated into an ActionDocument.
+ * the revision the controller put into the ActivationMessage (an older
+ * revision is read as it was, as upstream reads it), validated into an
+ * ActionDocument, in every form an upstream controller writes (see
+ * upstream-action-doc.ts): code inline as a string, inlined into its
+ * attachment reference (`mem:<base64url>`, the common case for code under
+ * 16 KiB, no second request), or in a CouchDB attachment (`couch:<uuid>`, or
+ * a bare name in older documents), read at the document's revision. Binary
+ * code (zip) is handed on as standard base64, text as UTF-8 text.
  *
  * A document at a given revision never changes, so (id, revision) pairs are
  * cached in a small LRU. A request without a revision (the controller's
@@ -18,6 +24,7 @@ import type { ServerScope } from 'nano';
 import type { Logger } from '../telemetry/logger.js';
 import type { JsonValue } from '../../protocol/json.js';
 import { couchFailure, couchRequest, createCouchClient, deadline, describeFailure, redactUrl } from './couch.js';
+import { COUCH_SCHEME, MEM_SCHEME, decodeInlineAttachment, isBinaryCode } from './upstream-action-doc.js';
 
 /** Upstream ActionLimits defaults (wire spec section 9). */
 export const DEFAULT_ACTION_LIMITS: Readonly<ActionLimits> = Object.freeze({
@@ -260,6 +267,9 @@ export class ActionStore {
     const attachment = parsed.attachment;
     const exec = parsed.exec;
     if (attachment === undefined || exec.type === 'sequence') return exec;
+    if (!attachment.inDocument) {
+      throw new ActionNotFoundError(docId, revision, `the code attachment ${attachment.name} is not in the document`);
+    }
     let bytes: Buffer;
     try {
       bytes = await this.readAttachment(docId, parsed.doc.rev, attachment.name);
@@ -314,7 +324,18 @@ export interface ParsedAction {
   doc: Omit<ActionDocument, 'exec'>;
   exec: ActionExec;
   /** Set when the code lives in `_attachments` and still has to be read. */
-  attachment?: { name: string; contentType: string | undefined };
+  attachment?: CodeAttachment;
+}
+
+export interface CodeAttachment {
+  name: string;
+  contentType: string | undefined;
+  /**
+   * False when `_attachments` does not list it: reading it would answer 404,
+   * which upstream reports as a missing action (NoDocumentException), so the
+   * store says not found without asking.
+   */
+  inDocument: boolean;
 }
 
 /**
@@ -347,9 +368,10 @@ export function parseActionDocument(doc: Record<string, unknown>, docId: string,
 function parseExec(
   value: unknown,
   attachments: unknown,
-): { exec: ActionExec; attachment?: { name: string; contentType: string | undefined } } {
+): { exec: ActionExec; attachment?: CodeAttachment } {
   if (!isObject(value)) throw new Error('exec is missing or not an object');
-  const kind = requireString(value, 'kind', 'exec.kind');
+  // Upstream Exec.serdes.read: the kind is trimmed and lower-cased.
+  const kind = requireString(value, 'kind', 'exec.kind').trim().toLowerCase();
   if (kind === 'sequence') {
     const components = value.components;
     if (!Array.isArray(components) || !components.every((c) => typeof c === 'string')) {
@@ -358,41 +380,69 @@ function parseExec(
     return { exec: { type: 'sequence', kind: 'sequence', components: components as string[] } };
   }
   const main = optionalString(value, 'main', 'exec.main');
-  const code = value.code;
-  let binary = value.binary === undefined ? false : requireBoolean(value, 'binary', 'exec.binary');
-  let inline: string | undefined;
-  let attachment: { name: string; contentType: string | undefined } | undefined;
-  if (typeof code === 'string') {
-    inline = code;
-  } else if (isObject(code)) {
-    const rawName = requireString(code, 'attachmentName', 'exec.code.attachmentName');
-    // Upstream writes attachment references as URIs (`couch:<name>`) since attachments may live elsewhere.
-    const name = rawName.startsWith('couch:') ? rawName.slice('couch:'.length) : rawName;
-    if (!isObject(attachments) || !isObject(attachments[name])) {
-      throw new Error(`exec.code names attachment ${name}, which the document does not have`);
-    }
-    attachment = { name, contentType: optionalString(code, 'attachmentType', 'exec.code.attachmentType') };
-    // Upstream always stores non-text code as an attachment with binary true; keep what the doc says.
-    binary = value.binary === undefined ? !isTextType(attachment.contentType) : binary;
-  } else if (code !== undefined && code !== null) {
-    throw new Error('exec.code must be a string or an attachment reference');
-  }
-
   if (kind === 'blackbox') {
     const image = requireString(value, 'image', 'exec.image');
-    const exec: BlackboxExec = { type: 'blackbox', kind: 'blackbox', image, binary };
-    if (inline !== undefined) exec.code = inline;
+    // A blackbox's code is optional; absent or blank means none (and binary false).
+    const blank = value.code === undefined || value.code === null || (typeof value.code === 'string' && value.code.trim() === '');
+    const exec: BlackboxExec = { type: 'blackbox', kind: 'blackbox', image, binary: false };
     if (main !== undefined) exec.main = main;
-    return attachment === undefined ? { exec } : { exec: { ...exec, code: '' }, attachment };
+    if (blank) return { exec };
+    const code = readCode(value.code, value, attachments);
+    exec.binary = code.binary;
+    if (code.attachment !== undefined) return { exec: { ...exec, code: '' }, attachment: code.attachment };
+    exec.code = code.text;
+    return { exec };
   }
-  if (inline === undefined && attachment === undefined) throw new Error(`exec.code is missing for kind ${kind}`);
-  const exec: CodeExec = { type: 'code', kind, code: inline ?? '', binary };
+  // Java actions once stored their code under `jar` (upstream Exec.serdes.read).
+  const raw = value.code ?? value.jar;
+  if (raw === undefined || raw === null) throw new Error(`exec.code is missing for kind ${kind}`);
+  const code = readCode(raw, value, attachments);
+  const exec: CodeExec = { type: 'code', kind, code: code.text, binary: code.binary };
   if (main !== undefined) exec.main = main;
-  return attachment === undefined ? { exec } : { exec, attachment };
+  return code.attachment === undefined ? { exec } : { exec, attachment: code.attachment };
 }
 
-function isTextType(contentType: string | undefined): boolean {
-  return contentType !== undefined && contentType.startsWith('text/');
+/**
+ * `exec.code` as upstream reads it (Exec.serdes.read, Attachments.serdes,
+ * CouchDbRestStore.readAttachment):
+ * - a string: the code itself (older documents, and kinds without `attached`);
+ *   `binary` is computed from it (Exec.isBinaryCode), whatever the document says;
+ * - `{attachmentName: "mem:<base64url>"}`: the bytes inlined in the reference;
+ * - `{attachmentName: "couch:<name>"}` or a bare name (`codefile`, `jarfile`):
+ *   a CouchDB attachment of the document, read afterwards;
+ * and for references `binary` is the document's flag (default false). Binary
+ * bytes become standard base64, text bytes UTF-8 text (WhiskAction.get).
+ */
+function readCode(
+  code: unknown,
+  exec: Record<string, unknown>,
+  attachments: unknown,
+): { text: string; binary: boolean; attachment?: CodeAttachment } {
+  if (typeof code === 'string') return { text: code, binary: isBinaryCode(code) };
+  if (!isObject(code)) throw new Error('exec.code must be a string or an attachment reference');
+  const binary = exec.binary === undefined || exec.binary === null ? false : requireBoolean(exec, 'binary', 'exec.binary');
+  const rawName = requireString(code, 'attachmentName', 'exec.code.attachmentName');
+  const contentType = optionalString(code, 'attachmentType', 'exec.code.attachmentType');
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(rawName)?.[1];
+  if (scheme === MEM_SCHEME) {
+    let bytes: Buffer;
+    try {
+      bytes = decodeInlineAttachment(rawName);
+    } catch (err) {
+      throw new Error(`exec.code: ${(err as Error).message}`, { cause: err });
+    }
+    if (typeof code.length === 'number' && code.length !== bytes.length) {
+      throw new Error(`exec.code: the inlined attachment has ${bytes.length} bytes, its length says ${code.length}`);
+    }
+    return { text: binary ? bytes.toString('base64') : bytes.toString('utf8'), binary };
+  }
+  if (scheme !== undefined && scheme !== COUCH_SCHEME) {
+    throw new Error(`exec.code is in attachment store "${scheme}:", which this invoker cannot read (it reads CouchDB attachments and inlined ones)`);
+  }
+  // `couch:<uuid>`, or a relative name from before attachment URIs (upstream reads both from CouchDB).
+  const name = scheme === COUCH_SCHEME ? rawName.slice(COUCH_SCHEME.length + 1) : rawName;
+  const inDocument = isObject(attachments) && isObject(attachments[name]);
+  return { text: '', binary, attachment: { name, contentType, inDocument } };
 }
 
 function parseLimits(value: unknown): ActionLimits {

@@ -3,11 +3,18 @@ import type { Annotation } from '../../protocol/index.js';
 import type { ActionSource, ExecutableAction } from '../invocation/invocation-core.js';
 import { ActionNotFoundError, type ActionDocument, type ActionStore } from '../store/action-store.js';
 
-export function storeActionSource(store: ActionStore): ActionSource {
+/**
+ * `resolveKind` maps a document's kind to the one the runtime manifest runs
+ * (`nodejs:default` -> the family's default kind, as upstream's Exec reader
+ * does through ExecManifest.resolveDefaultRuntime), so that the pool, the
+ * prewarmed containers and the activation's `kind` annotation see the real
+ * kind. Unknown kinds pass unchanged and fail later as unprovisionable.
+ */
+export function storeActionSource(store: ActionStore, resolveKind: (kind: string) => string = (kind) => kind): ActionSource {
   return {
     async get(action, revision) {
       try {
-        return executable(await store.get(action, revision));
+        return executable(await store.get(action, revision), resolveKind);
       } catch (error) {
         if (error instanceof ActionNotFoundError) return 'not-found';
         throw error;
@@ -16,7 +23,7 @@ export function storeActionSource(store: ActionStore): ActionSource {
   };
 }
 
-function executable(doc: ActionDocument): ExecutableAction {
+function executable(doc: ActionDocument, resolveKind: (kind: string) => string): ExecutableAction {
   const annotations: Annotation[] = doc.annotations.map(({ key, value }) => ({ key, value }));
   const base = {
     namespace: doc.namespace,
@@ -42,7 +49,7 @@ function executable(doc: ActionDocument): ExecutableAction {
     case 'code':
       return {
         ...base,
-        kind: exec.kind,
+        kind: resolveKind(exec.kind),
         code: exec.code,
         binary: exec.binary,
         ...(exec.main !== undefined ? { main: exec.main } : {}),

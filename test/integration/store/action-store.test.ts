@@ -17,6 +17,14 @@ import {
 import { silentLogger } from '../../../invoker/telemetry/logger.js';
 import { testEnvironment, uniqueName } from '../../helpers/env.js';
 import { CountingProxy, OwnCouch, freePort } from './couch-helpers.js';
+import {
+  largeTextCode,
+  putUpstreamAction,
+  smallTextCode,
+  storeUpstreamAction,
+  upstreamActionDocument,
+  upstreamCodeForms,
+} from '../../fixtures/upstream-action-docs.js';
 
 const env = testEnvironment();
 const logger = silentLogger();
@@ -263,4 +271,68 @@ t.test('the least recently used revision is evicted', async (t) => {
   await get('b');
   t.equal(p.count(), 4, 'b was evicted');
   t.match(actions.stats(), { evictions: 2, size: 2 });
+});
+
+// Documents exactly as an upstream controller writes them, stored the way it
+// stores them (test/fixtures/upstream-action-docs.ts; shapes from upstream's
+// WhiskAction.put, CouchDbRestStore.attachToCouch, AttachmentSupport).
+
+t.test('upstream small text code (mem: inlined): one request, the code decoded from the reference', async (t) => {
+  const { name } = await whisks(t);
+  const p = await proxy(t);
+  const forms = upstreamCodeForms();
+  const stored = await storeUpstreamAction(env.couchdbUrl, name, upstreamActionDocument(forms.smallText));
+  t.equal(stored.revs.length, 1, 'no attachment upload');
+  const raw = (await (await fetch(`${env.couchdbUrl}/${name}/${encodeURIComponent(stored.id)}`)).json()) as Record<string, unknown>;
+  t.match(raw, { exec: { code: { attachmentName: /^mem:/, attachmentType: 'text/plain; charset=UTF-8' }, binary: false } }, 'stored as upstream stores it');
+  t.equal(raw._attachments, undefined, 'no _attachments');
+  const doc = await store(t, { url: p.url, database: name }).get({ path: 'guest', name: 'small-text' }, stored.rev);
+  t.same(doc.exec, { type: 'code', kind: 'nodejs:20', code: smallTextCode('small-text'), binary: false });
+  t.equal(p.count(), 1, 'the document only: inlined code needs no attachment request');
+});
+
+t.test('upstream large text code (couch: attachment): read at the revision of the upload', async (t) => {
+  const { name } = await whisks(t);
+  const stored = await storeUpstreamAction(env.couchdbUrl, name, upstreamActionDocument(upstreamCodeForms().largeText));
+  t.equal(stored.revs.length, 2, 'document, then attachment');
+  const actions = store(t, { database: name });
+  const doc = await actions.get({ path: 'guest', name: 'large-text' }, stored.rev);
+  t.same(doc.exec, { type: 'code', kind: 'nodejs:20', code: largeTextCode('large-text'), binary: false });
+  // The first revision names the attachment that was only uploaded afterwards.
+  await t.rejects(actions.get({ path: 'guest', name: 'large-text' }, stored.revs[0] as string), ActionNotFoundError, 'rev 1 has no attachment yet: not found, as upstream (a 404 on the attachment)');
+});
+
+t.test('upstream zip code, inlined and attached: the exact archive as standard base64', async (t) => {
+  const { name } = await whisks(t);
+  const forms = upstreamCodeForms();
+  const actions = store(t, { database: name });
+  for (const form of [forms.zipInline, forms.zipAttached]) {
+    const stored = await storeUpstreamAction(env.couchdbUrl, name, upstreamActionDocument(form));
+    const doc = await actions.get({ path: 'guest', name: form.name }, stored.rev);
+    const code = (form.exec as { code: string }).code;
+    t.same(doc.exec, { type: 'code', kind: 'nodejs:20', code, binary: true }, `${form.name}: the same base64 the user sent`);
+    t.equal(stored.revs.length, form.name === 'zip-attached' ? 2 : 1, `${form.name}: ${form.name === 'zip-attached' ? 'attached' : 'inlined'}`);
+  }
+});
+
+t.test('upstream blackbox with inlined code and without code; an older revision after an update', async (t) => {
+  const { name } = await whisks(t);
+  const actions = store(t, { database: name });
+  const withCode = await putUpstreamAction(env.couchdbUrl, name, { namespace: 'guest', name: 'box', exec: { kind: 'blackbox', image: 'u/img', code: 'echo {}', main: 'run' } });
+  t.same((await actions.get({ path: 'guest', name: 'box' }, withCode.rev)).exec, { type: 'blackbox', kind: 'blackbox', image: 'u/img', binary: false, code: 'echo {}', main: 'run' });
+  const updated = await putUpstreamAction(env.couchdbUrl, name, { namespace: 'guest', name: 'box', rev: withCode.rev, exec: { kind: 'blackbox', image: 'u/img2' } });
+  t.same((await actions.get({ path: 'guest', name: 'box' }, updated.rev)).exec, { type: 'blackbox', kind: 'blackbox', image: 'u/img2', binary: false });
+  t.match(await actions.get({ path: 'guest', name: 'box' }, withCode.rev), { rev: withCode.rev, exec: { image: 'u/img', code: 'echo {}' } }, 'the revision named, not the latest');
+});
+
+t.test('an update from attached to inlined code; a deleted action at its old and its deletion revision', async (t) => {
+  const { name, db } = await whisks(t);
+  const actions = store(t, { database: name });
+  const big = await storeUpstreamAction(env.couchdbUrl, name, upstreamActionDocument({ ...upstreamCodeForms().largeText, name: 'moving' }));
+  const small = await putUpstreamAction(env.couchdbUrl, name, { ...upstreamCodeForms().smallText, name: 'moving', rev: big.rev });
+  t.same((await actions.get({ path: 'guest', name: 'moving' }, small.rev)).exec, { type: 'code', kind: 'nodejs:20', code: smallTextCode('small-text'), binary: false });
+  t.same((await actions.get({ path: 'guest', name: 'moving' }, big.rev)).exec, { type: 'code', kind: 'nodejs:20', code: largeTextCode('large-text'), binary: false }, 'the old revision and its attachment');
+  const deleted = await db.destroy('guest/moving', small.rev);
+  await t.rejects(actions.get({ path: 'guest', name: 'moving' }, deleted.rev), ActionNotFoundError, '_deleted: true');
+  await t.rejects(actions.get({ path: 'guest', name: 'moving' }, null), ActionNotFoundError, 'latest of a deleted action');
 });
