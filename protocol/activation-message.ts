@@ -13,7 +13,7 @@ import {
   writeControllerInstanceId,
   type ControllerInstanceId,
 } from './instance-ids.js';
-import type { JsonObject } from './json.js';
+import type { JsonObject, JsonValue } from './json.js';
 import {
   asObject,
   fail,
@@ -63,8 +63,12 @@ export interface ActivationMessage {
   activationId: string;
   rootControllerIndex: ControllerInstanceId;
   blocking: boolean;
-  /** The action's parameters; absent for e.g. the health-test action. */
-  content?: JsonObject;
+  /**
+   * The action's parameters; absent for e.g. the health-test action. An
+   * array when a sequence hands an array result on to its next component
+   * (upstream: a JsObject or a JsArray).
+   */
+  content?: JsonObject | JsonValue[];
   /** Parameter names sent to /init as environment instead of to /run. */
   initArgs: string[];
   /** Parameter name -> encryption scheme or key name of encrypted values in `content`. */
@@ -151,7 +155,8 @@ export function activationMessageFromJson(value: unknown, path: string = P): Act
     initArgs: o['initArgs'] === undefined ? [] : reqStringArray(o, 'initArgs', path),
     lockedArgs: o['lockedArgs'] === undefined ? {} : reqStringMap(o, 'lockedArgs', path),
   };
-  const content = optObject(o, 'content', path);
+  const rawContent = o['content'];
+  const content = Array.isArray(rawContent) ? rawContent : optObject(o, 'content', path);
   if (content !== undefined) msg.content = content;
   const cause = optActivationId(o, 'cause', path);
   if (cause !== undefined) msg.cause = cause;

@@ -158,8 +158,8 @@ export class ParameterDecryptor {
   }
 
   /** The message's content with its locked arguments decrypted. */
-  decryptMessage(msg: ActivationMessage): JsonObject | undefined {
-    return this.decryptContent(msg.content, msg.lockedArgs);
+  decryptMessage(msg: ActivationMessage): JsonObject | JsonValue[] | undefined {
+    return Array.isArray(msg.content) ? msg.content : this.decryptContent(msg.content, msg.lockedArgs);
   }
 }
 

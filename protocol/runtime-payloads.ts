@@ -36,7 +36,7 @@ export interface RuntimeCall {
    * (ParameterDecryptor.decryptMessage), or `msg.content` when none are locked.
    * Taken separately so that encrypted values can never reach a container by accident.
    */
-  content: JsonObject | undefined;
+  content: JsonObject | JsonValue[] | undefined;
   action: RuntimeAction;
   /** Epoch ms by which the call must be done (now + timeout). */
   deadline: number;
@@ -62,7 +62,7 @@ function actionVersion(call: RuntimeCall): string | undefined {
 export function initBody(call: RuntimeCall): string {
   const { msg, content, action } = call;
   const env: JsonObject = {};
-  if (content !== undefined && msg.initArgs.length > 0) {
+  if (content !== undefined && !Array.isArray(content) && msg.initArgs.length > 0) {
     for (const key in content) {
       if (msg.initArgs.includes(key)) setOwn(env, key, envString(content[key] as JsonValue));
     }
@@ -112,9 +112,10 @@ export function runBody(call: RuntimeCall): string {
 }
 
 /** The parameters minus the init arguments, as JSON text. */
-function runValue(content: JsonObject | undefined, initArgs: readonly string[]): string {
+function runValue(content: JsonObject | JsonValue[] | undefined, initArgs: readonly string[]): string {
   if (content === undefined) return '{}';
-  if (initArgs.length === 0) return writeValue(content);
+  // An array (a sequence handing an array result on) goes to /run as is.
+  if (initArgs.length === 0 || Array.isArray(content)) return writeValue(content);
   let out = '{';
   let first = true;
   for (const key in content) {

@@ -29,6 +29,7 @@ import {
   type ActivationResponse,
   type InvokerInstanceId,
   type JsonObject,
+  type JsonValue,
   type ParameterDecryptor,
   type RuntimeAction,
 } from '../../protocol/index.js';
@@ -212,8 +213,9 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     }
   }
 
-  private decrypt(message: ActivationMessage): JsonObject | undefined {
-    if (Object.keys(message.lockedArgs).length === 0) return message.content;
+  private decrypt(message: ActivationMessage): JsonObject | JsonValue[] | undefined {
+    // An array (a sequence passing an array result on) has no named, hence no locked, arguments.
+    if (Object.keys(message.lockedArgs).length === 0 || Array.isArray(message.content)) return message.content;
     if (!this.deps.decryptor) {
       throw new ActivationEnded(whiskError(FAILED_TO_PROVISION), 'locked arguments but no keys are configured');
     }
@@ -283,7 +285,7 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     lease: Lease<C>,
     message: ActivationMessage,
     action: ExecutableAction,
-    content: JsonObject | undefined,
+    content: JsonObject | JsonValue[] | undefined,
     record: ActivationRecord,
     trace: ActivationTrace,
     event: Record<string, unknown>,

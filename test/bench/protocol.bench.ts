@@ -16,6 +16,7 @@ import {
   runBody,
   serializeAcknowledgement,
   serializeActivationMessage,
+  type JsonObject,
 } from '../../protocol/index.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'protocol');
@@ -91,7 +92,7 @@ const rows: Row[] = [
     () => runBody(runCall),
     // The same body built the obvious way: an object literal, then stringify.
     () => {
-      const { DB_URL: _init, ...value } = message.content ?? {};
+      const { DB_URL: _init, ...value } = (message.content ?? {}) as JsonObject;
       return JSON.stringify({
         value,
         api_key: message.user.authkey['api_key'],

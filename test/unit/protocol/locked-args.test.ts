@@ -73,7 +73,7 @@ t.test('ActivationMessage convenience and fast path', async (t) => {
   const d = new ParameterDecryptor({ 'aes-256': aes256 });
   const msg = parseActivationMessage(fixture('activation-message-binding-trace.json'));
   msg.content = { ...msg.content, secret: encryptParameterValue('s3cr3t', 'aes-256', aes256) };
-  t.equal(d.decryptMessage(msg)?.['secret'], 's3cr3t');
+  t.equal((d.decryptMessage(msg) as JsonObject | undefined)?.['secret'], 's3cr3t');
   const plain = parseActivationMessage(fixture('activation-message.json'));
   t.equal(d.decryptMessage(plain), plain.content, 'nothing locked: the same object');
   t.equal(d.decryptContent(undefined, { a: 'aes-256' }), undefined);

@@ -9,6 +9,7 @@ import {
   parseTransactionId,
   parseWhiskActivation,
   serializeActivationMessage,
+  type JsonObject,
 } from '../../../protocol/index.js';
 import { fixture } from '../../fixtures/protocol/codecs.js';
 
@@ -67,7 +68,7 @@ t.test('numbers beyond the double range are rejected rather than written back as
   rejects(t, () => parseActivationMessage(msg(`{"x":[-${'9'.repeat(400)}]}`)), 'ActivationMessage: JSON number out of range');
   rejects(t, () => parseActivationMessage(msg(`{"x":${'9'.repeat(250)}.5e99}`)), 'ActivationMessage: JSON number out of range', 'long mantissa, short exponent');
   rejects(t, () => parseActivationMessage(msg('{"x":1E+0400 }')), 'ActivationMessage: JSON number out of range', 'E+0400');
-  t.equal(parseActivationMessage(msg('{"x":1e308,"y":"e400","z":1e-400}')).content?.['x'], 1e308, 'large but finite, and look-alikes in strings');
+  t.equal((parseActivationMessage(msg('{"x":1e308,"y":"e400","z":1e-400}')).content as JsonObject | undefined)?.['x'], 1e308, 'large but finite, and look-alikes in strings');
 });
 
 t.test('each required field of ActivationMessage', async (t) => {
@@ -98,7 +99,7 @@ t.test('wrong types name the field path', async (t) => {
     ['rootControllerIndex chars', (m) => (m['rootControllerIndex'] = { asString: 'a/b', instanceType: 'controller' }), 'ActivationMessage.rootControllerIndex.asString: expected 1 to 128 characters'],
     ['rootControllerIndex type', (m) => (m['rootControllerIndex'] = { asString: '0', instanceType: 'invoker' }), 'ActivationMessage.rootControllerIndex.instanceType: expected "controller"'],
     ['blocking', (m) => (m['blocking'] = 'true'), 'ActivationMessage.blocking: expected a boolean, got a string'],
-    ['content array', (m) => (m['content'] = []), 'ActivationMessage.content: expected an object, got an array'],
+    ['content string', (m) => (m['content'] = 'text'), 'ActivationMessage.content: expected an object, got a string'],
     ['content null', (m) => (m['content'] = null), 'ActivationMessage.content: expected an object, got null'],
     ['initArgs', (m) => (m['initArgs'] = 'a'), 'ActivationMessage.initArgs: expected an array of strings'],
     ['lockedArgs value', (m) => (m['lockedArgs'] = { p: 1 }), 'ActivationMessage.lockedArgs.p: expected a string'],
