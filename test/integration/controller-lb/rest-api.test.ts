@@ -73,6 +73,7 @@ t.test('the REST API with the openwhisk npm client, a real controller and invoke
 
   await t.test('namespaces and version info', async (t) => {
     t.same(await ow.namespaces.list(), ['guest']);
+    t.same(await ow.namespaces.get(), { actions: [], packages: [], triggers: [], rules: [] }, 'what `wsk list` lists');
     const info = (await fetch(`${controller.url}/api/v1`).then((r) => r.json())) as Record<string, unknown>;
     t.match(info, { description: 'OpenWhisk API', api_version_path: 'v1' });
   });
