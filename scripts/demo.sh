@@ -4,9 +4,11 @@
 #   1. the services (Docker engine, Kafka, CouchDB-compatible server),
 #   2. the action runtime image and the compiled invoker and controller,
 #   3. invoker 0 (HTTP on 127.0.0.1:8080) and controller 0 (API on 127.0.0.1:3233),
-#   4. an action `guest/hello` in the whisks database,
-#   5. a blocking invocation through the controller, which pushes it to the
-#      invoker over HTTP; the result and the stored activation record are printed.
+#   4. upstream's `guest` identity in the subjects database,
+#   5. OpenWhisk's first steps through the controller's REST API with the real
+#      `openwhisk` npm client (scripts/demo-action.mjs): create myAction from
+#      action.js, invoke it with --result, fetch its activation and logs;
+#   6. how to point `wsk` and the `openwhisk` npm client at this system.
 # The invoker and controller keep running; `npm run demo -- stop` stops them
 # (`npm run services down` stops the services too).
 set -euo pipefail
@@ -84,28 +86,37 @@ CONTROLLER_ID=0 CONTROLLER_PORT=$CONTROLLER_PORT INVOKER_URLS=http://127.0.0.1:$
 echo $! >"$RUN_DIR/controller.pid"
 wait_http controller "http://127.0.0.1:$CONTROLLER_PORT/invokers" 60
 
-say "creating the action guest/hello"
-node scripts/demo-action.mjs "$COUCHDB_URL"
+GUEST_KEY=23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP
+say "creating upstream's guest identity (node dist/controller-lb/identity.js create guest)"
+COUCHDB_URL=$COUCHDB_URL node dist/controller-lb/identity.js create guest >/dev/null 2>&1 \
+  || COUCHDB_URL=$COUCHDB_URL node dist/controller-lb/identity.js get guest | grep -q "$GUEST_KEY" \
+  || { echo "[demo] error: could not create the guest identity" >&2; exit 1; }
 
-say "invoking guest/hello through the controller (blocking)"
 for _ in $(seq 1 30); do
   curl -fsS "http://127.0.0.1:$CONTROLLER_PORT/invokers" | grep -q '"up"' && break
   sleep 1
 done
 echo "invokers: $(curl -fsS "http://127.0.0.1:$CONTROLLER_PORT/invokers")"
-result=$(curl -fsS -X POST -H 'content-type: application/json' -d '{"name":"World"}' \
-  "http://127.0.0.1:$CONTROLLER_PORT/api/v1/namespaces/guest/actions/hello?blocking=true")
-echo "result: $result"
-activation_id=$(node -e 'process.stdout.write(JSON.parse(process.argv[1]).activationId)' "$result")
 
-say "the activation record in CouchDB (activations/guest%2F$activation_id)"
-for _ in $(seq 1 50); do
-  record=$(curl -fsS "$COUCHDB_URL/activations/guest%2F$activation_id" 2>/dev/null) && break
-  sleep 0.2
-done
-echo "${record:?the activation record was not stored}"
+say "OpenWhisk's first steps, through the REST API with the openwhisk npm client"
+node scripts/demo-action.mjs "http://127.0.0.1:$CONTROLLER_PORT" "$GUEST_KEY" "$RUN_DIR"
 
-say "done. The invoker and controller keep running:"
-echo "  curl -X POST -H 'content-type: application/json' -d '{\"name\":\"you\"}' 'http://127.0.0.1:$CONTROLLER_PORT/api/v1/namespaces/guest/actions/hello?blocking=true'"
-echo "  curl http://127.0.0.1:$INVOKER_PORT/pool ; curl http://127.0.0.1:$INVOKER_PORT/metrics"
-echo "  npm run demo -- stop      # stops them; npm run services down stops the services"
+say "done. The invoker and controller keep running. Point the clients at them:"
+cat <<EOT
+  wsk (the OpenWhisk CLI):
+    wsk property set --apihost http://127.0.0.1:$CONTROLLER_PORT --auth $GUEST_KEY
+    wsk action create myAction $RUN_DIR/action.js     # or: wsk action update ...
+    wsk action invoke myAction --result
+    wsk action invoke myAction                         # non-blocking: prints the activation id
+    wsk activation list
+    wsk activation get --last ; wsk activation logs --last ; wsk activation result --last
+    wsk action list ; wsk namespace list ; wsk list
+  the openwhisk npm client:
+    const ow = require('openwhisk')({ apihost: 'http://127.0.0.1:$CONTROLLER_PORT', api_key: '$GUEST_KEY' });
+    await ow.actions.invoke({ name: 'myAction', blocking: true, result: true });   // { hello: 'world' }
+  plain HTTP:
+    curl -u $GUEST_KEY -X POST 'http://127.0.0.1:$CONTROLLER_PORT/api/v1/namespaces/_/actions/myAction?blocking=true&result=true'
+  more identities: COUCHDB_URL=$COUCHDB_URL node dist/controller-lb/identity.js create <subject>
+  the invoker: curl http://127.0.0.1:$INVOKER_PORT/pool ; curl http://127.0.0.1:$INVOKER_PORT/metrics
+  npm run demo -- stop      # stops them; npm run services down stops the services
+EOT

@@ -1,5 +1,6 @@
 /**
  * `GET /api/v1/namespaces` (upstream NamespacesApi: the caller's namespace),
+ * empty listings of packages, triggers and rules (not supported here),
  * and what clients probe without credentials: `GET /` (upstream
  * Controller.info), `GET /api/v1` (RestAPIVersion.info) and
  * `GET /api/v1/api-docs` (a minimal Swagger 2.0 document of the paths this
@@ -8,6 +9,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { RuntimeManifest } from '../../invoker/runtime-manifest.js';
 import type { ActionLimitsConfig } from '../action-document.js';
+import { ownNamespace } from './auth.js';
+import { boolParam, listLimit, listSkip, type Query } from './query.js';
 
 export interface InfoDeps {
   manifest: RuntimeManifest;
@@ -18,6 +21,16 @@ export interface InfoDeps {
 
 export function registerNamespaceRoutes(app: FastifyInstance): void {
   app.get('/namespaces', async (request) => [request.identity.namespace.name]);
+  // Collections this controller does not have are empty, so that `wsk list`
+  // and `ow.namespaces.get()` (which list all four) work.
+  for (const collection of ['packages', 'triggers', 'rules'] as const) {
+    app.get<{ Params: { namespace: string }; Querystring: Query }>(`/namespaces/:namespace/${collection}`, async (request) => {
+      ownNamespace(request.identity, request.params.namespace);
+      listSkip(request.query, collection);
+      listLimit(request.query, collection);
+      return boolParam(request.query, 'count', false) ? { [collection]: 0 } : [];
+    });
+  }
 }
 
 const PATHS = [

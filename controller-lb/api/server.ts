@@ -84,6 +84,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     connectionTimeout: timeouts.connectionTimeoutMs,
     keepAliveTimeout: timeouts.keepAliveTimeoutMs,
     routerOptions: { ignoreTrailingSlash: true },
+    // Node checks the request and headers deadlines on this interval (default 30 s).
+    http: { connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(timeouts.requestTimeoutMs / 4))) },
   });
   app.server.headersTimeout = Math.min(timeouts.headersTimeoutMs, timeouts.requestTimeoutMs);
   installErrorHandlers(app, (error, request) => {

@@ -311,3 +311,40 @@ t.test('API surface: auth, foreign namespace, upstream error bodies, body limits
   t.same((await app.inject({ method: 'GET', url: '/api/v1/namespaces', headers: auth })).json(), ['guest']);
   t.match((await app.inject({ method: 'GET', url: '/api/v1' })).json(), { api_version: '1.0.0', api_version_path: 'v1' });
 });
+
+t.test('throttles: per minute and concurrent, upstream texts, a namespace limits document wins', async (t) => {
+  const { createThrottle } = await import('../../../controller-lb/api/throttles.js');
+  let now = 0;
+  const throttle = createThrottle({ invocationsPerMinute: 2, concurrentInvocations: 1 }, () => now);
+  const user = { subject: 'u', namespace: { name: 'u', uuid: 'x' }, authkey: {}, rights: [], limits: {} };
+  const release = throttle.admit(user);
+  t.throws(() => throttle.admit(user), { status: 429, message: 'Too many concurrent requests in flight (count: 2, allowed: 1).' });
+  release();
+  // As upstream, the refused request still counted against the minute.
+  t.throws(() => throttle.admit(user), { status: 429, message: 'Too many requests in the last minute (count: 3, allowed: 2).' });
+  now += 60_000;
+  throttle.admit(user)();
+  const generous = { ...user, namespace: { name: 'g', uuid: 'y' }, limits: { invocationsPerMinute: 0, concurrentInvocations: 0 } };
+  for (let i = 0; i < 5; i++) throttle.admit(generous);
+  t.pass('0 in the limits document turns a throttle off');
+});
+
+t.test('a stalled request body does not stay open', async (t) => {
+  const { deps } = fixture(t);
+  const app = await buildApi({ ...deps, timeouts: { requestTimeoutMs: 300, headersTimeoutMs: 300 } });
+  t.teardown(() => app.close());
+  const address = await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = new URL(address);
+  const net = await import('node:net');
+  const started = Date.now();
+  const answer = await new Promise<string>((resolve) => {
+    const socket = net.connect(Number(port), '127.0.0.1', () => {
+      socket.write(`POST /api/v1/namespaces/_/actions/hello HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth.authorization}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a":`);
+    });
+    let data = '';
+    socket.on('data', (d) => (data += d.toString()));
+    socket.on('close', () => resolve(data));
+  });
+  t.match(answer, /^HTTP\/1\.1 408/, 'request timeout');
+  t.ok(Date.now() - started < 5_000, `closed after ${Date.now() - started} ms`);
+});

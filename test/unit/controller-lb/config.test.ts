@@ -13,8 +13,29 @@ t.test('defaults with one invoker URL', async (t) => {
     couchdbUrl: 'http://127.0.0.1:5984',
     whisksDb: 'whisks',
     invokeToken: undefined,
-    identity: { subject: 'guest', namespace: { name: 'guest' } },
+    activationsDb: 'activations',
+    subjectsDb: 'subjects',
+    actionLimits: { memoryMb: { min: 128, max: 512, std: 256 }, timeoutMs: { min: 100, max: 300_000, std: 60_000 }, inlineCodeMaxBytes: 16384 },
+    payloadMaxBytes: 1048576,
+    invocationsPerMinute: 0,
+    requestTimeoutMs: 30_000,
+    connectionTimeoutMs: 90_000,
   });
+  t.equal(config.runtimes.resolveKind('nodejs:default').kind, 'nodejs:20');
+});
+
+t.test('API limits and runtimes', async (t) => {
+  const config = loadConfig({
+    INVOKER_URLS: 'http://127.0.0.1:8080',
+    CONTROLLER_LIMIT_MEMORY_MAX_MB: '2048',
+    CONTROLLER_LIMIT_CONCURRENCY_MAX_COUNT: '100',
+    RUNTIMES_MANIFEST: JSON.stringify({ runtimes: { python: [{ kind: 'python:3', default: true, image: { name: 'py' } }] } }),
+  });
+  t.equal(config.actionLimits.memoryMb.max, 2048);
+  t.equal(config.actionLimits.concurrency.max, 100);
+  t.same([...config.runtimes.kinds.keys()], ['python:3']);
+  t.throws(() => loadConfig({ INVOKER_URLS: 'http://a:1', CONTROLLER_LIMIT_MEMORY_MIN_MB: '1024' }), /CONTROLLER_LIMIT_MEMORY_MIN\/STD\/MAX_MB/);
+  t.throws(() => loadConfig({ INVOKER_URLS: 'http://a:1', RUNTIMES_MANIFEST: '{' }), /RUNTIMES_MANIFEST/);
 });
 
 t.test('lists, numbers and secrets', async (t) => {
