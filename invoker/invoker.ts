@@ -209,6 +209,8 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     config: {
       invokeBodyLimitBytes: config.invokeBodyLimitBytes ?? config.payloadLimitBytes + 64 * 1024,
       invokeToken: config.invokeToken,
+      headersTimeoutMs: config.httpHeadersTimeoutMs,
+      requestTimeoutMs: config.httpRequestTimeoutMs,
       adminUser: config.adminUser,
       adminPassword: config.adminPassword,
       tls: config.tls,

@@ -34,6 +34,8 @@ export const INVOKER_SETTINGS = {
   invokeToken: optionalText('INVOKER_INVOKE_TOKEN', 'Shared bearer token required on `POST /invoke` when set.', { secret: true }),
   adminUser: optionalText('INVOKER_ADMIN_USER', 'Basic-auth user for `/enable`, `/disable`, `/isEnabled`; unset: those routes refuse everyone.'),
   adminPassword: optionalText('INVOKER_ADMIN_PASSWORD', 'Basic-auth password for the admin routes.', { secret: true }),
+  httpHeadersTimeoutMs: integer('INVOKER_HTTP_HEADERS_TIMEOUT_MS', 'A request\'s headers must arrive within this, or the connection gets 408 and is closed.', 10_000, { min: 100 }),
+  httpRequestTimeoutMs: integer('INVOKER_HTTP_REQUEST_TIMEOUT_MS', 'A whole request, body included, must arrive within this (a stalled upload gets 408); the response may take as long as the activation runs.', 30_000, { min: 100 }),
   invokeBodyLimitBytes: optionalInteger('INVOKER_INVOKE_BODY_LIMIT_BYTES', 'Largest accepted `/invoke` body; default: the payload limit plus 64 KiB for the message envelope.', { min: 1024 }),
 
   kafkaBrokers: list('KAFKA_BROKERS', 'Kafka bootstrap brokers, comma-separated; empty: HTTP only, no health pings.', ''),
