@@ -40,6 +40,7 @@ export const INVOKER_SETTINGS = {
 
   kafkaBrokers: list('KAFKA_BROKERS', 'Kafka bootstrap brokers, comma-separated; empty: HTTP only, no health pings.', ''),
   kafkaClientId: text('KAFKA_CLIENT_ID', 'Kafka client id prefix.', 'invoker'),
+  readinessKafka: oneOf('INVOKER_READINESS_KAFKA', '`degraded`: ready for HTTP push as soon as pool and store are up, Kafka joins in the background and a Kafka problem shows as `degraded` in `/health/ready`; `required`: not ready without Kafka.', 'degraded', ['degraded', 'required']),
   healthPingIntervalMs: integer('INVOKER_HEALTH_PING_INTERVAL_MS', 'How often a PingMessage goes to the `health` topic.', 1000, { min: 100 }),
 
   couchdbUrl: text('COUCHDB_URL', 'CouchDB (or compatible) server, credentials in the URL.', 'http://127.0.0.1:5984'),
