@@ -26,7 +26,7 @@ import {
 import type { Logger } from '../invoker/telemetry/logger.js';
 import type { ActionRecord, ActionStore } from './action-store.js';
 import type { InvokerPool } from './invoker-state.js';
-import { LoadBalancerClosedError, type ActionSpec, type ActivationCompletion, type Published } from './load-balancer.js';
+import { KafkaUnavailableError, LoadBalancerClosedError, type ActionSpec, type ActivationCompletion, type Published } from './load-balancer.js';
 import { NoInvokersAvailableError } from './scheduler.js';
 
 export interface ApiDeps {
@@ -174,6 +174,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     try {
       published = balancer.publish(spec, msg);
     } catch (error) {
+      if (error instanceof KafkaUnavailableError) {
+        // Would overflow to Kafka, which is down: upstream's overload text, and when to come back.
+        logger.warn({ transid: transid.id, error: error.message }, 'activation refused');
+        void reply.header('retry-after', String(error.retryAfterSeconds));
+        return sendError(reply, 503, 'System is overloaded, try again later.', transid);
+      }
       if (error instanceof NoInvokersAvailableError || error instanceof LoadBalancerClosedError) {
         logger.warn({ transid: transid.id, error: error.message }, 'activation refused');
         return sendError(reply, 503, error instanceof NoInvokersAvailableError ? 'No invokers available.' : 'The controller is shutting down.', transid);

@@ -7,6 +7,7 @@ import { createLogger } from '../invoker/telemetry/logger.js';
 import { serializeActivationDocument, type ControllerInstanceId } from '../protocol/index.js';
 import { CouchActionStore } from './action-store.js';
 import { buildApi } from './api.js';
+import { registerHealthRoute } from './health-route.js';
 import { ControllerConfigError, describeConfig, loadConfig, type ControllerConfig } from './config.js';
 import { startKafkaHealthMonitor, startStaticHealthMonitor, type HealthMonitor } from './health-monitor.js';
 import { configuredInvokerId, InvokerPool } from './invoker-state.js';
@@ -34,7 +35,7 @@ async function main(config: ControllerConfig): Promise<void> {
 
   let balancer: LoadBalancer | undefined;
   let kafkaPath: KafkaPath | undefined;
-  let monitor: HealthMonitor;
+  const monitors: HealthMonitor[] = [];
   if (config.kafkaBrokers !== undefined) {
     const kafka = new Kafka({
       clientId: `controller${config.controllerId}`,
@@ -46,14 +47,19 @@ async function main(config: ControllerConfig): Promise<void> {
     config.invokerUrls.forEach((_url, index) => pool.register(configuredInvokerId(index, config.invokerUserMemoryMb)));
     // Acks that arrive before the balancer exists are for no activation of this process.
     kafkaPath = await KafkaPath.start({ kafka, controller, logger, onAcknowledgement: (ack) => balancer?.handleAcknowledgement(ack) });
-    monitor = await startKafkaHealthMonitor({ kafka, controller, pool, logger, topic: config.healthTopic });
-  } else {
-    monitor = startStaticHealthMonitor({
-      invokers: config.invokerUrls.map((url) => ({ url, userMemoryMb: config.invokerUserMemoryMb })),
-      pool,
-      logger,
-      tls: config.tls,
-    });
+    monitors.push(await startKafkaHealthMonitor({ kafka, controller, pool, logger, topic: config.healthTopic }));
+  }
+  // Invokers with a URL are probed over HTTP too: without Kafka that is their
+  // only health source, with it they stay up for HTTP push when Kafka is down.
+  if (config.invokerUrls.length > 0) {
+    monitors.push(
+      startStaticHealthMonitor({
+        invokers: config.invokerUrls.map((url) => ({ url, userMemoryMb: config.invokerUserMemoryMb })),
+        pool,
+        logger,
+        tls: config.tls,
+      }),
+    );
   }
 
   balancer = new LoadBalancer({
@@ -84,6 +90,7 @@ async function main(config: ControllerConfig): Promise<void> {
     logger,
     blockingTimeoutMs: config.blockingTimeoutMs,
   });
+  registerHealthRoute(app, { pool, kafka: kafkaPath });
   const address = await app.listen({ host: config.host, port: config.port });
   logger.info({ address }, 'controller listening');
 
@@ -97,7 +104,7 @@ async function main(config: ControllerConfig): Promise<void> {
     const closing = app.close();
     await balancer.close(config.drainGraceMs);
     await closing;
-    await Promise.all([monitor.stop(), kafkaPath?.close(), pusher.close()]);
+    await Promise.all([...monitors.map((monitor) => monitor.stop()), kafkaPath?.close(), pusher.close()]);
     const flushed = await records.close({ timeoutMs: 10_000 });
     logger.info({ result: flushed }, 'forced records flushed');
     logger.info('controller stopped');
