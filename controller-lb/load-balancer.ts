@@ -35,7 +35,7 @@ import type { InvocationResult, InvokerPool, InvokerState } from './invoker-stat
 import type { ActivationPublisher } from './kafka-path.js';
 import type { Push } from './push-client.js';
 import { forcedMessage, forcedRecord, type ForcedMessage } from './forced-record.js';
-import { Scheduler, type SchedulerOptions } from './scheduler.js';
+import { NoInvokersAvailableError, Scheduler, type SchedulerOptions } from './scheduler.js';
 
 /** What the balancer needs to know about the action. */
 export interface ActionSpec {
@@ -134,6 +134,21 @@ export class LoadBalancerClosedError extends Error {
   override readonly name = 'LoadBalancerClosedError';
 }
 
+/**
+ * The activation would overflow to Kafka (no invoker has room, or its invoker
+ * has no URL) while Kafka is unreachable: refused before anything is sent,
+ * with the time after which to try again. A NoInvokersAvailableError, so that
+ * callers that only know that one answer 503 too.
+ */
+export class KafkaUnavailableError extends NoInvokersAvailableError {
+  override readonly name: string = 'KafkaUnavailableError';
+  readonly retryAfterSeconds: number;
+  constructor(detail: string, retryAfterSeconds = 5) {
+    super(detail);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
 interface Entry {
   activationId: string;
   /** What a forced record is built from. */
@@ -142,6 +157,14 @@ interface Entry {
   /** The invoker (HTTP) or Kafka has it: the activation may run. */
   acknowledged: boolean;
   invoker: number;
+  /** The invoker's incarnation when it was sent: results for an earlier one do not count. */
+  incarnation: number;
+  /**
+   * Whether it holds memory in the invoker's semaphore. Overflow to Kafka does
+   * not: it waits in the topic until the invoker has room of its own, so it
+   * must not keep HTTP push away from slots that free up meanwhile.
+   */
+  holdsSlot: boolean;
   actionKey: string;
   memoryMb: number;
   concurrency: number;
@@ -176,7 +199,7 @@ export class LoadBalancer {
   readonly #health: HealthTestOptions | undefined;
   readonly #entries = new Map<string, Entry>();
   /** Health test activations in flight: activation id -> invoker index. */
-  readonly #tests = new Map<string, { invoker: number; timer: NodeJS.Timeout }>();
+  readonly #tests = new Map<string, { invoker: number; incarnation: number; timer: NodeJS.Timeout }>();
   readonly #lastTestAt = new Map<number, number>();
   readonly #healthTimer: NodeJS.Timeout | undefined;
   /** Forced records being journaled. */
@@ -226,6 +249,20 @@ export class LoadBalancer {
       this.#now(),
     );
 
+    const url = this.#options.invokerUrl(invoker.index);
+    const kafka = this.#options.kafka;
+    const useKafka = (overloaded && kafka !== undefined) || url === undefined;
+    const overflow = useKafka && overloaded;
+    if (useKafka && kafka !== undefined && kafka.available?.() === false) {
+      // Nothing is sent: give the slot back and tell the caller to come back.
+      invoker.slots.releaseConcurrent(actionKey, concurrency, action.memoryMb);
+      this.#logger.warn({ activationId: msg.activationId, invoker: `invoker${invoker.index}` }, 'refused an activation for Kafka: Kafka is unreachable');
+      throw new KafkaUnavailableError(
+        overloaded ? 'no invoker has room and Kafka (the overflow) is unreachable' : `invoker${invoker.index} is reachable only through Kafka, which is unreachable`,
+      );
+    }
+    if (overflow) invoker.slots.releaseConcurrent(actionKey, concurrency, action.memoryMb);
+
     let resolve!: (completion: ActivationCompletion) => void;
     const completion = new Promise<ActivationCompletion>((r) => (resolve = r));
     const delay = forcedCompletionDelayMs(action.timeoutMs, this.#forced);
@@ -236,6 +273,8 @@ export class LoadBalancer {
       acknowledged: false,
       storeRecord: storesActivations(msg.user),
       invoker: invoker.index,
+      incarnation: invoker.health.incarnation,
+      holdsSlot: !overflow,
       actionKey,
       memoryMb: action.memoryMb,
       concurrency,
@@ -246,9 +285,6 @@ export class LoadBalancer {
     };
     this.#entries.set(msg.activationId, entry);
 
-    const url = this.#options.invokerUrl(invoker.index);
-    const kafka = this.#options.kafka;
-    const useKafka = (overloaded && kafka !== undefined) || url === undefined;
     const log = { activationId: msg.activationId, invoker: `invoker${invoker.index}`, action: actionKey };
     let acknowledged: Promise<void>;
     if (useKafka) {
@@ -335,7 +371,7 @@ export class LoadBalancer {
     }
     this.#release(entry, ranOn);
     const isSystemError = ack.isSystemError ?? false;
-    this.#recordResult(ranOn, isSystemError ? 'systemError' : 'success', now);
+    this.#recordResult(ranOn, isSystemError ? 'systemError' : 'success', now, ranOn === entry.invoker ? entry.incarnation : undefined);
     if (!entry.answered) {
       entry.answered = true;
       entry.resolve({ status: 'completed', activationId, invoker: ranOn, isSystemError });
@@ -383,7 +419,7 @@ export class LoadBalancer {
     this.#release(entry, entry.invoker);
     // Upstream counts a forced completion as a timeout; a failed push is the
     // invoker failing, so it counts as a system error (the seed does that).
-    if (reason !== 'shutdown') this.#recordResult(entry.invoker, reason === 'timeout' ? 'timeout' : 'systemError', this.#now());
+    if (reason !== 'shutdown') this.#recordResult(entry.invoker, reason === 'timeout' ? 'timeout' : 'systemError', this.#now(), entry.incarnation);
     this.#logger.warn({ activationId: entry.activationId, invoker: `invoker${entry.invoker}`, reason, error }, 'forced completion of activation');
     this.#storeForcedRecord(entry, reason, error);
     if (!entry.answered) {
@@ -426,6 +462,7 @@ export class LoadBalancer {
   }
 
   #release(entry: Entry, index: number): void {
+    if (!entry.holdsSlot) return;
     const invoker = this.#pool.get(index);
     if (invoker === undefined) return;
     try {
@@ -435,8 +472,8 @@ export class LoadBalancer {
     }
   }
 
-  #recordResult(index: number, result: InvocationResult, now: number): void {
-    this.#pool.recordResult(index, result, now);
+  #recordResult(index: number, result: InvocationResult, now: number, incarnation?: number): void {
+    this.#pool.recordResult(index, result, now, incarnation);
     // Upstream sends the next test action at once after a success while
     // unhealthy, to flush the errors out of the window quickly.
     if (result === 'success' && this.#pool.status(index, now) === 'unhealthy') this.#sendHealthTest(index, now);
@@ -464,7 +501,7 @@ export class LoadBalancer {
     // timer only forgets a test that never answered.
     const timer = setTimeout(() => this.#tests.delete(activationId), forcedCompletionDelayMs(0, this.#forced));
     timer.unref();
-    this.#tests.set(activationId, { invoker: index, timer });
+    this.#tests.set(activationId, { invoker: index, incarnation: invoker.health.incarnation, timer });
     this.#logger.info({ invoker: `invoker${index}`, activationId }, 'sending a health test action');
     this.#sendTo(invoker, msg).catch((error: unknown) => {
       this.#logger.warn({ invoker: `invoker${index}`, activationId, error: (error as Error).message }, 'health test action failed');
@@ -489,7 +526,7 @@ export class LoadBalancer {
     if (test === undefined) return;
     clearTimeout(test.timer);
     this.#tests.delete(activationId);
-    this.#recordResult(test.invoker, result, this.#now());
+    this.#recordResult(test.invoker, result, this.#now(), test.incarnation);
   }
 
   #healthTestMessage(now: number): ActivationMessage {

@@ -10,6 +10,7 @@ import { CouchActivationStore } from './activation-store.js';
 import { buildApi } from './api.js';
 import { CouchServer } from './couch-db.js';
 import { CouchIdentityStore } from './identity-store.js';
+import { registerHealthRoute } from './health-route.js';
 import { ControllerConfigError, describeConfig, invokerUrlFor, loadConfig, type ControllerConfig } from './config.js';
 import { startKafkaHealthMonitor, startStaticHealthMonitor, type HealthMonitor } from './health-monitor.js';
 import { configuredInvokerId, InvokerPool } from './invoker-state.js';
@@ -37,7 +38,7 @@ async function main(config: ControllerConfig): Promise<void> {
 
   let balancer: LoadBalancer | undefined;
   let kafkaPath: KafkaPath | undefined;
-  let monitor: HealthMonitor;
+  const monitors: HealthMonitor[] = [];
   if (config.kafkaBrokers !== undefined) {
     const kafka = new Kafka({
       clientId: `controller${config.controllerId}`,
@@ -55,14 +56,19 @@ async function main(config: ControllerConfig): Promise<void> {
       topicPrefix: config.kafkaTopicPrefix,
       onAcknowledgement: (ack) => balancer?.handleAcknowledgement(ack),
     });
-    monitor = await startKafkaHealthMonitor({ kafka, controller, pool, logger, topicPrefix: config.kafkaTopicPrefix, topic: config.healthTopic });
-  } else {
-    monitor = startStaticHealthMonitor({
-      invokers: config.invokerUrls.map((url) => ({ url, userMemoryMb: config.invokerUserMemoryMb })),
-      pool,
-      logger,
-      tls: config.tls,
-    });
+    monitors.push(await startKafkaHealthMonitor({ kafka, controller, pool, logger, topicPrefix: config.kafkaTopicPrefix, topic: config.healthTopic }));
+  }
+  // Invokers with a URL are probed over HTTP too: without Kafka that is their
+  // only health source, with it they stay up for HTTP push when Kafka is down.
+  if (config.invokerUrls.length > 0) {
+    monitors.push(
+      startStaticHealthMonitor({
+        invokers: config.invokerUrls.map((url) => ({ url, userMemoryMb: config.invokerUserMemoryMb })),
+        pool,
+        logger,
+        tls: config.tls,
+      }),
+    );
   }
 
   balancer = new LoadBalancer({
@@ -109,6 +115,7 @@ async function main(config: ControllerConfig): Promise<void> {
     throttles: { invocationsPerMinute: config.invocationsPerMinute, concurrentInvocations: config.concurrentInvocations },
     timeouts: { requestTimeoutMs: config.requestTimeoutMs, headersTimeoutMs: config.headersTimeoutMs, connectionTimeoutMs: config.connectionTimeoutMs },
   });
+  registerHealthRoute(app, { pool, kafka: kafkaPath });
   const address = await app.listen({ host: config.host, port: config.port });
   logger.info({ address }, 'controller listening');
 
@@ -122,7 +129,7 @@ async function main(config: ControllerConfig): Promise<void> {
     const closing = app.close();
     await balancer.close(config.drainGraceMs);
     await closing;
-    await Promise.all([monitor.stop(), kafkaPath?.close(), pusher.close()]);
+    await Promise.all([...monitors.map((monitor) => monitor.stop()), kafkaPath?.close(), pusher.close()]);
     const flushed = await records.close({ timeoutMs: 10_000 });
     logger.info({ result: flushed }, 'forced records flushed');
     await couch.close();

@@ -51,6 +51,8 @@ export interface RunningInvoker {
   readonly metrics: InvokerMetrics;
   /** The invocation core both transports feed (for in-process callers such as benchmarks). */
   readonly handler: ActivationHandler;
+  /** Resolves once the Kafka side has joined its group and pings (at once without Kafka; never if it keeps failing until shutdown). */
+  kafkaStarted(): Promise<void>;
   poolSnapshot(): PoolSnapshot;
   /**
    * Drain and stop: refuse new work, stop consuming Kafka (disabled ping),
@@ -201,8 +203,11 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     topicPrefix: config.kafkaTopicPrefix,
   });
   let kafkaAdmin: Admin | undefined;
-  // Ready only once every part has started: probes must not route work to a half-started invoker.
+  // Ready once HTTP work can run (pool and store up): probes must not route
+  // work to a half-started invoker. Kafka joins in the background.
   let started = false;
+  let kafkaJoined = false;
+  let kafkaProblem: string | undefined = 'not yet connected';
 
   const checks = async (): Promise<HealthCheckResult[]> => {
     const results = [
@@ -215,9 +220,19 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
         if (!health.healthy) throw new Error(health.lastError ?? 'not yet connected');
       }),
     ];
-    if (kafkaAdmin) {
+    if (kafka) {
+      const optional = config.readinessKafka === 'degraded';
       const admin = kafkaAdmin;
-      results.push(check('kafka', () => admin.describeCluster()));
+      results.push(
+        check(
+          'kafka',
+          async () => {
+            if (!kafkaJoined || admin === undefined) throw new Error(`starting: ${kafkaProblem ?? 'joining invoker topic group'}`);
+            await admin.describeCluster();
+          },
+          optional,
+        ),
+      );
     }
     return Promise.all(results);
   };
@@ -246,6 +261,8 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     config: {
       invokeBodyLimitBytes: config.invokeBodyLimitBytes ?? config.payloadLimitBytes + 64 * 1024,
       invokeToken: config.invokeToken,
+      headersTimeoutMs: config.httpHeadersTimeoutMs,
+      requestTimeoutMs: config.httpRequestTimeoutMs,
       adminUser: config.adminUser,
       adminPassword: config.adminPassword,
       tls: config.tls,
@@ -254,25 +271,40 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
   });
   // Listen before the first enabled ping: a controller that sees the ping may push at once.
   const { port } = await http.listen(config.httpHost, config.httpPort);
-  if (kafka) {
-    try {
-      await kafka.start();
-      kafkaAdmin = kafka.kafka.admin();
-      await kafkaAdmin.connect();
-    } catch (error) {
-      await http.close();
-      await writer.close({ timeoutMs: 5000 });
-      throw new Error(`starting the Kafka side: ${(error as Error).message}`, { cause: error });
-    }
-  } else {
-    logger.warn('no Kafka brokers configured (KAFKA_BROKERS): HTTP push only, no health pings');
-  }
   pool.start();
+  // HTTP push needs only the pool and the store: ready for it now. Kafka (the
+  // overflow path and the pings) joins its group in the background, which
+  // takes a restarted invoker 18-30 s (the group waits out its old member).
   started = true;
   logger.info(
     { port, tls: config.tls !== undefined, kafka: kafka !== undefined, userMemoryMb: config.userMemoryMb },
     'invoker ready',
   );
+  let stopping = false;
+  let kafkaStarting: Promise<void> | undefined;
+  if (kafka) {
+    kafkaStarting = (async () => {
+      for (let attempt = 1; !stopping; attempt++) {
+        try {
+          await kafka.start();
+          const admin = kafka.kafka.admin();
+          await admin.connect();
+          kafkaAdmin = admin;
+          kafkaJoined = true;
+          kafkaProblem = undefined;
+          logger.info({ attempt }, 'Kafka side started: consuming invoker topic, sending health pings');
+          return;
+        } catch (error) {
+          kafkaProblem = (error as Error).message;
+          const retryInMs = Math.min(30_000, 1_000 * 2 ** Math.min(attempt - 1, 5));
+          logger.error({ err: error, attempt, retryInMs }, 'starting the Kafka side failed; HTTP push goes on, retrying');
+          await new Promise((resolve) => setTimeout(resolve, retryInMs).unref());
+        }
+      }
+    })();
+  } else {
+    logger.warn('no Kafka brokers configured (KAFKA_BROKERS): HTTP push only, no health pings');
+  }
 
   let shutdown: Promise<void> | undefined;
   return {
@@ -281,8 +313,14 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     metrics,
     handler: core,
     poolSnapshot: () => pool.snapshot(),
+    kafkaStarted: () => kafkaStarting?.then(() => (kafkaJoined ? undefined : new Promise<void>(() => undefined))) ?? Promise.resolve(),
     shutdown() {
-      shutdown ??= drain({ config, logger, admission, kafka, kafkaAdmin, core, http, writer, pool, factory, actionStore });
+      stopping = true;
+      shutdown ??= (async () => {
+        // A Kafka start under way finishes (or fails) first, so that what it started is stopped.
+        await kafkaStarting;
+        await drain({ config, logger, admission, kafka, kafkaAdmin, core, http, writer, pool, factory, actionStore });
+      })();
       return shutdown;
     },
   };
@@ -382,7 +420,7 @@ function timedHandler(core: ActivationHandler, metrics: InvokerMetrics): Activat
   };
 }
 
-async function check(name: string, probe: () => Promise<unknown>): Promise<HealthCheckResult> {
+async function check(name: string, probe: () => Promise<unknown>, optional = false): Promise<HealthCheckResult> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
@@ -393,7 +431,7 @@ async function check(name: string, probe: () => Promise<unknown>): Promise<Healt
     ]);
     return { name, ok: true };
   } catch (error) {
-    return { name, ok: false, detail: (error as Error).message };
+    return { name, ok: false, detail: (error as Error).message, ...(optional ? { optional } : {}) };
   } finally {
     clearTimeout(timer);
   }

@@ -46,6 +46,8 @@ export const INVOKER_SETTINGS = {
   invokeToken: optionalText('INVOKER_INVOKE_TOKEN', 'Shared bearer token required on `POST /invoke` when set.', { secret: true }),
   adminUser: optionalText('INVOKER_ADMIN_USER', 'Basic-auth user for `/enable`, `/disable`, `/isEnabled`; unset: those routes refuse everyone.'),
   adminPassword: optionalText('INVOKER_ADMIN_PASSWORD', 'Basic-auth password for the admin routes.', { secret: true }),
+  httpHeadersTimeoutMs: integer('INVOKER_HTTP_HEADERS_TIMEOUT_MS', 'A request\'s headers must arrive within this, or the connection gets 408 and is closed.', 10_000, { min: 100 }),
+  httpRequestTimeoutMs: integer('INVOKER_HTTP_REQUEST_TIMEOUT_MS', 'A whole request, body included, must arrive within this (a stalled upload gets 408); the response may take as long as the activation runs.', 30_000, { min: 100 }),
   invokeBodyLimitBytes: optionalInteger('INVOKER_INVOKE_BODY_LIMIT_BYTES', 'Largest accepted `/invoke` body; default: the payload limit plus 64 KiB for the message envelope.', { min: 1024 }),
 
   kafkaBrokers: list('KAFKA_BROKERS', 'Kafka bootstrap brokers, comma-separated; empty: HTTP only, no health pings.', ''),
@@ -55,6 +57,7 @@ export const INVOKER_SETTINGS = {
     "Prefix of every Kafka topic and consumer group (`<prefix>invoker<N>`, `<prefix>health`, `<prefix>completed<C>`), upstream's `whisk.kafka.topics.prefix`; must equal the controllers'.",
     '',
   ),
+  readinessKafka: oneOf('INVOKER_READINESS_KAFKA', '`degraded`: ready for HTTP push as soon as pool and store are up, Kafka joins in the background and a Kafka problem shows as `degraded` in `/health/ready`; `required`: not ready without Kafka.', 'degraded', ['degraded', 'required']),
   healthPingIntervalMs: integer('INVOKER_HEALTH_PING_INTERVAL_MS', 'How often a PingMessage goes to the `health` topic.', 1000, { min: 100 }),
 
   couchdbUrl: text('COUCHDB_URL', 'CouchDB (or compatible) server, credentials in the URL.', 'http://127.0.0.1:5984'),

@@ -21,6 +21,11 @@ export interface HealthCheckResult {
   name: string;
   ok: boolean;
   detail?: string;
+  /**
+   * Not needed for HTTP work: when not ok, the invoker is still ready and
+   * says it is degraded (e.g. Kafka, which only carries the overflow).
+   */
+  optional?: boolean;
 }
 
 export interface InvokerHealth {
@@ -64,7 +69,11 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsRouteDeps): voi
       checks = [{ name: 'health-checks', ok: false, detail: `running the readiness checks: ${(error as Error).message}` }];
     }
     const draining = health.draining();
-    if (!draining && checks.every((check) => check.ok)) return reply.send({ status: 'ready', checks });
+    if (!draining && checks.every((check) => check.ok || check.optional === true)) {
+      const degraded = checks.filter((check) => !check.ok).map((check) => check.name);
+      if (degraded.length > 0) return reply.send({ status: 'ready', degraded, checks });
+      return reply.send({ status: 'ready', checks });
+    }
     return reply.code(503).send({ status: 'not ready', checks, draining });
   });
 

@@ -36,6 +36,16 @@ export interface InvokerHttpConfig {
   adminUser?: string | undefined;
   adminPassword?: string | undefined;
   tls?: HttpTlsConfig | undefined;
+  /**
+   * A request's headers must arrive within this (default 10 s) and the whole
+   * request, body included, within `requestTimeoutMs` (default 30 s), or node
+   * answers 408 and closes the connection: a stalled upload cannot hold a
+   * socket. Once the request is in, the response (the activation) may take as
+   * long as it runs. Checked every `timeoutCheckIntervalMs` (default 1 s).
+   */
+  headersTimeoutMs?: number | undefined;
+  requestTimeoutMs?: number | undefined;
+  timeoutCheckIntervalMs?: number | undefined;
 }
 
 export interface InvokerHttpServerDeps {
@@ -73,6 +83,10 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
   const { config } = deps;
   const logger = deps.logger.child({ component: 'http' });
 
+  const requestTimeout = config.requestTimeoutMs ?? 30_000;
+  // node refuses a headers timeout beyond the request timeout.
+  const headersTimeout = Math.min(config.headersTimeoutMs ?? 10_000, requestTimeout === 0 ? Infinity : requestTimeout);
+  const nodeServerTimeouts = { headersTimeout, requestTimeout, connectionsCheckingInterval: config.timeoutCheckIntervalMs ?? 1_000 };
   const options = {
     loggerInstance: logger,
     // The core logs one wide event per activation; a line per request would
@@ -80,7 +94,10 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
     logController: new LogController({ disableRequestLogging: true }),
     // Each activation holds its response open for as long as it runs; never
     // time those sockets out here (the core enforces action time limits).
+    // Receiving the request is bounded instead (nodeServerTimeouts).
     connectionTimeout: 0,
+    requestTimeout,
+    http: nodeServerTimeouts,
   };
   const tls = config.tls;
   const app = (
@@ -89,6 +106,7 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
       : Fastify<HttpsServer>({
           ...options,
           https: {
+            ...nodeServerTimeouts,
             cert: tls.cert,
             key: tls.key,
             // Asked for, verified against the CA, but not enforced by the

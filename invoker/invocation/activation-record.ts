@@ -97,6 +97,11 @@ export class ActivationRecord {
     return Math.max(0, started - this.message.transid.start);
   }
 
+  /** The action's time limit, once the action is known. */
+  timeLimitMs(): number | undefined {
+    return this.action?.limits.timeoutMs;
+  }
+
   initMs(): number | undefined {
     return this.initStart !== undefined && this.initEnd !== undefined ? this.initEnd - this.initStart : undefined;
   }

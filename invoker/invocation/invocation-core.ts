@@ -17,6 +17,7 @@ import {
   combinedAck,
   developerError,
   FAILED_TO_PROVISION,
+  forcedCompletionDelayMs,
   imagePullFailed,
   initBody,
   runBody,
@@ -443,6 +444,8 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
       statusCode,
       completion: message.blocking ? serializeAcknowledgement(ack) : shrunk,
       shrunkCompletion: shrunk,
+      // The controller gives up on the activation this long after it sent it (upstream's formula).
+      retryUntil: message.transid.start + forcedCompletionDelayMs(record.timeLimitMs() ?? 0),
     };
   }
 }

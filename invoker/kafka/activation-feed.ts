@@ -60,7 +60,7 @@ import { salvageRejectedMessage, systemErrorActivation, systemErrorCompletion, u
 import { describeKafkaError } from './topics.js';
 
 /** A completion addressed to its controller: what goes to `completed<C>`. */
-export type CompletionRecord = Pick<ActivationOutcome, 'activationId' | 'controller' | 'completion' | 'shrunkCompletion'>;
+export type CompletionRecord = Pick<ActivationOutcome, 'activationId' | 'controller' | 'completion' | 'shrunkCompletion' | 'retryUntil'>;
 
 /** Where completions go (the completion producer). Logs its own failures; the feed only catches them. */
 export interface CompletionSink {

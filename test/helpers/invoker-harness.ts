@@ -125,6 +125,8 @@ export class InvokerTestbed {
     });
     const handle = new TestInvoker(invoker.port, this, invoker);
     this.t.teardown(() => invoker.shutdown());
+    // Ready for HTTP before Kafka has joined; the tests here want both.
+    await invoker.kafkaStarted();
     return handle;
   }
 
@@ -259,7 +261,8 @@ export class TestInvoker {
     for (;;) {
       if (gone) throw new Error(`invoker exited during startup:\n${this.output?.() ?? ''}`);
       const ready = await this.get('/health/ready').catch(() => undefined);
-      if (ready?.status === 200) return;
+      // Fully started: ready, and nothing degraded (Kafka joined, when configured).
+      if (ready?.status === 200 && !ready.body.includes('"degraded"')) return;
       if (Date.now() > deadline) throw new Error(`invoker not ready within ${timeoutMs} ms:\n${this.output?.() ?? ''}`);
       await sleep(200);
     }

@@ -135,3 +135,26 @@ t.test('names as upstream allows them; none may pick a reserved CouchDB id', asy
     await response.body.text();
   }
 });
+
+t.test('a stalled request body is cut off (408) instead of holding the connection; a long response is not', async (t) => {
+  const h = await startHarness({ requestTimeoutMs: 400, headersTimeoutMs: 300, timeoutCheckIntervalMs: 100 });
+  t.teardown(() => h.server.close());
+  const whole = rawRequest(messageWithId('7'.repeat(32)));
+  const started = Date.now();
+  const stalledBody = await exchange(h, whole.subarray(0, whole.length - 20));
+  const waited = Date.now() - started;
+  t.match(stalledBody, /^HTTP\/1\.1 408/, 'the server answers 408 and closes');
+  t.ok(waited < 3_000, `closed after ${waited} ms`);
+
+  const stalledHeaders = await exchange(h, Buffer.from('POST /invoke HTTP/1.1\r\nHost: invoker\r\n'));
+  t.match(stalledHeaders, /^HTTP\/1\.1 408/);
+  t.equal(h.handler.calls.length, 0);
+
+  // An activation that runs longer than the request timeout keeps its response.
+  const response = await post(h, messageWithId('8'.repeat(32)));
+  t.equal(response.statusCode, 200);
+  const call = await h.handler.next();
+  await new Promise((r) => setTimeout(r, 800));
+  call.resolve();
+  t.ok((await response.body.text()).length > 0, 'the completion arrives after the request timeout');
+});
