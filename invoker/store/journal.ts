@@ -26,34 +26,28 @@
  * Durability: a write() that returned is in the OS page cache, which
  * survives a kill -9 of the process; only a machine or kernel crash loses it.
  * `sync: true` adds an fdatasync per batch (and per new segment, a sync of
- * the directory) for that case, at a cost in throughput.
- *
- * A write that fails (disk full) may leave part of a line behind: the
- * segment is sealed, its next line starts on a fresh line, and at start a
- * segment's unterminated last line is cut off (its append() had failed).
- * Confirmation lines are written without fsync: losing one only means the
- * record is written to CouchDB again, where it conflicts and counts as done.
+ * the directory) for that case, at a cost in throughput. Failed writes and
+ * lost confirmation lines: see segment-file.ts.
  */
-import { appendFile, mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { appendFile, open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../telemetry/logger.js';
 import { HeldRecords } from './held-records.js';
-import type { CorruptRecord, DeadLetter, JournalRecord, RecordRef } from './records.js';
+import type { Available, CorruptRecord, DeadLetter, JournalRecord, JournalStats, RecordRef } from './records.js';
 import {
   Bits,
   ackLines,
   appendDeadLetters,
-  SEGMENT_NAME,
   documentId,
   recordLines,
-  recoverSegment,
+  recoverDirectory,
   segmentFileName,
   syncDirectory,
   writeAll,
 } from './segment-file.js';
 
 export { Bits } from './segment-file.js';
-export type { CorruptRecord, DeadLetter, JournalRecord, RecordRef } from './records.js';
+export type { Available, CorruptRecord, DeadLetter, JournalRecord, JournalStats, RecordRef } from './records.js';
 
 export interface JournalOptions {
   dir: string;
@@ -68,29 +62,6 @@ export interface JournalOptions {
   /** Bytes of records held in memory. Default 32 MiB. */
   maxHeldBytes?: number;
   logger: Logger;
-}
-
-/** What `take()` would hand out now, for deciding when a batch is due. */
-export interface Available {
-  /** Records ready in memory. */
-  records: number;
-  bytes: number;
-  /** When the oldest ready record became ready (ms since epoch); undefined when none is. */
-  since: number | undefined;
-  /** Unconfirmed records only on disk, or damaged ones waiting to be handed out. */
-  onDisk: number;
-}
-
-export interface JournalStats {
-  segments: number;
-  bytes: number;
-  unconfirmed: number;
-  /** Records in memory: ready or taken. */
-  held: number;
-  /** Unconfirmed records that exist only on disk right now. */
-  spilled: number;
-  /** write() calls that appended records since open (one per group commit and segment). */
-  appendWrites: number;
 }
 
 interface Segment {
@@ -155,23 +126,8 @@ export class Journal {
    * keeps the others, sealed; their records are handed out by take().
    */
   static async open(options: JournalOptions): Promise<Journal> {
-    await mkdir(options.dir, { recursive: true }).catch((err: unknown) => {
-      throw new Error(`creating the journal directory ${options.dir}: ${(err as Error).message}`, { cause: err });
-    });
-    const names = (await readdir(options.dir)).filter((name) => SEGMENT_NAME.test(name)).sort();
-    const found: Segment[] = [];
-    let maxSeq = 0;
-    for (const name of names) {
-      const seq = Number(SEGMENT_NAME.exec(name)?.[1]);
-      maxSeq = Math.max(maxSeq, seq);
-      const path = join(options.dir, name);
-      const recovered = await recoverSegment(path, options.logger);
-      if (recovered.unconfirmed.count === 0) {
-        await unlink(path);
-      } else {
-        found.push({ seq, path, ...recovered, sealed: true, tainted: false, handle: undefined });
-      }
-    }
+    const { segments, maxSeq } = await recoverDirectory(options.dir, options.logger);
+    const found: Segment[] = segments.map((segment) => ({ ...segment, sealed: true, tainted: false, handle: undefined }));
     const journal = new Journal(options, maxSeq + 1);
     for (const segment of found) {
       journal.segments.set(segment.seq, segment);
@@ -228,7 +184,7 @@ export class Journal {
       records: this.held.readyCount,
       bytes: this.held.readyBytes,
       since: this.held.oldestReady,
-      onDisk: this.spilled + this.corrupt.length,
+      onDisk: (this.held.hasRoom(0) ? this.spilled : 0) + this.corrupt.length,
     };
   }
 

@@ -33,3 +33,29 @@ export interface DeadLetter {
   readonly error: string;
   readonly reason: string;
 }
+
+/** What `take()` would hand out now, for deciding when a batch is due. */
+export interface Available {
+  /** Records ready in memory. */
+  records: number;
+  bytes: number;
+  /** When the oldest ready record became ready (ms since epoch); undefined when none is. */
+  since: number | undefined;
+  /**
+   * Unconfirmed records only on disk that take() can read back now (there is
+   * room in memory), plus damaged ones waiting to be handed out.
+   */
+  onDisk: number;
+}
+
+export interface JournalStats {
+  segments: number;
+  bytes: number;
+  unconfirmed: number;
+  /** Records in memory: ready or taken. */
+  held: number;
+  /** Unconfirmed records that exist only on disk right now. */
+  spilled: number;
+  /** write() calls that appended records since open (one per group commit and segment). */
+  appendWrites: number;
+}

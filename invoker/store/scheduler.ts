@@ -119,6 +119,7 @@ export class Scheduler {
   private lastSuccessAt: number | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
   private backoffTimer: NodeJS.Timeout | undefined;
+  private recheckTimer: NodeJS.Timeout | undefined;
   private readonly retryTimers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly options: SchedulerOptions) {
@@ -214,6 +215,7 @@ export class Scheduler {
     this.stopped = true;
     clearTimeout(this.batchTimer);
     clearTimeout(this.backoffTimer);
+    clearTimeout(this.recheckTimer);
     this.batchTimer = undefined;
     this.backoffTimer = undefined;
     for (const timer of this.retryTimers) clearTimeout(timer);
@@ -234,8 +236,8 @@ export class Scheduler {
       taken = records;
       if (corrupt.length > 0) void this.deadLetterCorrupt(corrupt);
       if (records.length === 0) {
-        // Nothing readable now although records wait on disk (memory full of batches in flight, or damage): look again later.
-        if (corrupt.length === 0) this.retryLater(() => this.schedule(), this.options.backoffMaxMs);
+        // Nothing readable although records wait on disk (lines the journal cannot read back): look again later.
+        if (corrupt.length === 0) this.recheckLater();
         return corrupt.length > 0;
       }
       if (this.stopped) {
@@ -249,7 +251,7 @@ export class Scheduler {
         // The writer answers every CouchDB outcome with verdicts; this is a disk failure or a bug guard.
         this.logger.error({ records: taken.length, err: (err as Error).message }, 'activation batch failed unexpectedly; retrying');
         this.journal.giveBack(taken);
-        this.retryLater(() => this.schedule(), this.options.backoffMaxMs);
+        this.recheckLater();
         return false;
       })
       .then((more) => {
@@ -391,6 +393,15 @@ export class Scheduler {
   private backoffDelay(attempt: number): number {
     const ceiling = Math.min(this.options.backoffMaxMs, this.options.backoffMinMs * 2 ** Math.min(attempt - 1, 30));
     return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  }
+
+  /** One pending look at the journal after `backoffMaxMs`, however many batches found nothing. */
+  private recheckLater(): void {
+    if (this.recheckTimer !== undefined || this.stopped) return;
+    this.recheckTimer = setTimeout(() => {
+      this.recheckTimer = undefined;
+      this.schedule();
+    }, this.options.backoffMaxMs);
   }
 
   private retryLater(action: () => void, delayMs: number): void {

@@ -18,12 +18,19 @@
  * are its R ordinals minus its A ordinals. A sealed segment is deleted as
  * soon as all its records are confirmed; the active one when the journal
  * closes with nothing unconfirmed in it.
+ *
+ * A write that fails (disk full) may leave part of a line behind: the
+ * segment is sealed, its next line starts on a fresh line, and at start a
+ * segment's unterminated last line is cut off (its append() had failed).
+ * Confirmation lines are written without fsync: losing one only means the
+ * record is written to CouchDB again, where it conflicts and counts as done.
  */
-import { open, readFile, truncate, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, truncate, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from '../telemetry/logger.js';
 import type { DeadLetter } from './records.js';
 
-export const SEGMENT_NAME = /^seg-(\d{12})\.jnl$/;
+const SEGMENT_NAME = /^seg-(\d{12})\.jnl$/;
 const NEWLINE = 0x0a;
 const R = 0x52;
 const A = 0x41;
@@ -42,8 +49,31 @@ export function segmentFileName(seq: number): string {
   return `seg-${String(seq).padStart(12, '0')}.jnl`;
 }
 
+/**
+ * Opens a journal directory (creating it if needed): recovers every segment,
+ * deletes the fully confirmed ones, returns the others, oldest first, and
+ * the highest sequence number seen.
+ */
+export async function recoverDirectory(dir: string, logger: Logger): Promise<{ segments: Array<RecoveredSegment & { seq: number; path: string }>; maxSeq: number }> {
+  await mkdir(dir, { recursive: true }).catch((err: unknown) => {
+    throw new Error(`creating the journal directory ${dir}: ${(err as Error).message}`, { cause: err });
+  });
+  const names = (await readdir(dir)).filter((name) => SEGMENT_NAME.test(name)).sort();
+  const segments: Array<RecoveredSegment & { seq: number; path: string }> = [];
+  let maxSeq = 0;
+  for (const name of names) {
+    const seq = Number(SEGMENT_NAME.exec(name)?.[1]);
+    maxSeq = Math.max(maxSeq, seq);
+    const path = join(dir, name);
+    const recovered = await recoverSegment(path, logger);
+    if (recovered.unconfirmed.count === 0) await unlink(path);
+    else segments.push({ seq, path, ...recovered });
+  }
+  return { segments, maxSeq };
+}
+
 /** Reads a segment at start: cuts off a torn last line and works out which records are unconfirmed. */
-export async function recoverSegment(path: string, logger: Logger): Promise<RecoveredSegment> {
+async function recoverSegment(path: string, logger: Logger): Promise<RecoveredSegment> {
   let data = await readFile(path);
   if (data.length > 0 && data[data.length - 1] !== NEWLINE) {
     const end = data.lastIndexOf(NEWLINE) + 1;
