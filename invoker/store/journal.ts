@@ -316,16 +316,21 @@ export class Journal {
   private refill(): Promise<void> {
     const run = this.enqueue(async () => {
       let records = 0;
+      let full = false;
       for (const segment of [...this.segments.values()]) {
         if (!this.segments.has(segment.seq) || segment.unconfirmed.count <= this.held.inSegment(segment.seq)) continue;
-        if (!this.held.hasRoom(0)) break;
+        // Stops at the first record that does not fit, so none from a later segment overtakes it.
+        if (full || !this.held.hasRoom(0)) break;
         const data = await readFile(segment.path);
         if (!this.segments.has(segment.seq)) continue;
         const now = Date.now();
         for (const line of recordLines(data)) {
           if (!segment.unconfirmed.has(line.ordinal) || this.held.has({ segment: segment.seq, ordinal: line.ordinal })) continue;
           const size = line.end - line.start;
-          if (!this.held.hasRoom(size)) break;
+          if (!this.held.hasRoom(size)) {
+            full = true;
+            break;
+          }
           const json = data.toString('utf8', line.start, line.end);
           const id = documentId(json);
           if (typeof id !== 'string') {
