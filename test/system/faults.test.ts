@@ -8,7 +8,7 @@
  * demoted after its last recovery (stale timeouts of the killed invoker's
  * activations arrive about 2 minutes later, inside this file's run).
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { account, runLoad, SLEEPER, type Accounting, type CallResult } from './load.js';
 import { checkAccounting } from './checks.js';
 import { sleep, SystemUnderTest } from './system.js';
@@ -31,7 +31,7 @@ const remember = (results: CallResult[]) => results.forEach((r) => r.activationI
 /** When each fault's recovery was seen: no demotion may follow it. */
 const recoveries: Array<{ scenario: string; at: number; ms: number }> = [];
 
-async function recovered(tt: Parameters<Parameters<typeof t.test>[1]>[0], scenario: string, since: number): Promise<void> {
+async function recovered(tt: Test, scenario: string, since: number): Promise<void> {
   const ms = await system.waitAllUp(120_000);
   const total = Date.now() - since;
   recoveries.push({ scenario, at: Date.now(), ms: total });
@@ -148,7 +148,7 @@ t.test('3. Kafka unreachable for 8 s mid-load (every client connection cut)', as
 
 t.test('2. kill -9: accounting once the forced-completion timers have run', async (tt) => {
   // max(time limit, 60 s) * 2 + CONTROLLER_FORCED_COMPLETION_EXTRA_MS (5 s), from the kill.
-  const a: Accounting = await account(system, killResults, 150_000);
+  const a: Accounting = await account(system, killResults, 150_000, earlier);
   checkAccounting(tt, '2. kill -9 of one invoker', a);
 });
 
