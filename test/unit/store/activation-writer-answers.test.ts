@@ -250,3 +250,20 @@ t.test('option values are checked', async (t) => {
   t.throws(() => new ActivationWriter({ url: 'http://127.0.0.1:1', journalDir: '/tmp/x', logger: silentLogger(), batchMaxDocs: 0 }), /batchMaxDocs must be > 0/);
   t.throws(() => new ActivationWriter({ url: 'http://127.0.0.1:1', journalDir: '/tmp/x', logger: silentLogger(), batchDelayMs: -1 }), /batchDelayMs must be >= 0/);
 });
+
+t.test('a dead-letter file that cannot be written keeps the record in the journal until it can', async (t) => {
+  const fake = await FakeCouch.start(t);
+  fake.script = (docs) => ({ status: 201, body: docs.map((d) => ({ id: d._id, error: 'forbidden', reason: 'no' })) });
+  const blocked = await mkdtemp(join(tmpdir(), 'writer-dead-letter-'));
+  t.teardown(() => rm(blocked, { recursive: true, force: true }));
+  // A directory where the file should be: appending to it fails (EISDIR) until it is removed.
+  const { writer, failures } = await writerFor(t, fake, { deadLetterFile: blocked });
+  await storeAll(writer, [doc(1)]);
+  t.same(await writer.flush({ timeoutMs: 300 }), { complete: false, pending: 1 }, 'not done while the file cannot be written');
+  t.notOk(writer.isHealthy());
+  await rm(blocked, { recursive: true, force: true });
+  t.same(await writer.flush({ timeoutMs: 5000 }), { complete: true, pending: 0 });
+  t.match(writer.stats(), { deadLettered: 1, confirmed: 0 });
+  t.match(JSON.parse(await readFile(blocked, 'utf8')), { id: doc(1)._id, error: 'forbidden' });
+  t.ok(failures.filter((kind) => kind === 'rejected').length >= 2, 'each attempt reported');
+});
