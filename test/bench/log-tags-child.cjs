@@ -1,11 +1,11 @@
 'use strict';
-// Child of log-tags.bench.ts: the runtime side of per-activation log tags,
-// with stdout and stderr on pipes as in a container. One mode per process,
+// Child of log-tags.bench.ts: the runtime side of per-activation log tags
+// (stdout and stderr are wherever the parent puts them). One mode per process,
 // so that each starts from the same JIT state:
 //   plain   no hook installed (an untagged runtime)
 //   tagged  the hook installed: writes outside any activation, inside one,
 //           and the end of an activation with its tagged sentinels
-// Results (ns) go to fd 3 as JSON.
+// Results (ns of CPU time per call) go to fd 3 as JSON.
 const fs = require('node:fs');
 const path = require('node:path');
 const { createLogTags } = require(path.join(__dirname, '../../runtimes/nodejs/proxy/log-tags.cjs'));
@@ -18,11 +18,14 @@ const LINE = 'fetched 17 records from the database in 12 ms, cursor 4711';
 const FOUR = `${LINE}\n${LINE}\n${LINE}\n${LINE}`;
 const ID = 'a8b3c0f1d2e34f5a9b6c7d8e9f0a1b2c';
 
+// CPU time of this process (user + system), not wall time: the machine may be
+// busy with other work, which wall time would count.
 function perCall(n, fn) {
   fn(Math.ceil(n / 10)); // warm-up
-  const start = process.hrtime.bigint();
+  const start = process.cpuUsage();
   fn(n);
-  return Number(process.hrtime.bigint() - start) / n;
+  const used = process.cpuUsage(start);
+  return ((used.user + used.system) * 1000) / n;
 }
 
 const lines = (n) => {
