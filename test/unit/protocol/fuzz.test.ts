@@ -244,7 +244,8 @@ t.test(`fuzz: ${COUNT} inputs x ${ALL_CODECS.length} parsers (FUZZ_SEED=${SEED})
   t.ok(rejected > COUNT, `${rejected} rejections`);
   // The generator must also produce acceptable inputs, or the round-trip checks test nothing.
   for (const codec of ALL_CODECS) t.ok((accepted.get(codec) ?? 0) > 0, `${codec.name}: ${accepted.get(codec) ?? 0} accepted`);
-  t.ok(seconds < 20, `took ${seconds.toFixed(1)} s`);
+  // Reported, not asserted: a timing bound fails on a busy machine, not on slow code.
+  t.comment(`took ${seconds.toFixed(1)} s`);
 });
 
 // Numbers a double cannot carry, and forms JavaScript would rewrite (1.0 -> 1, 1E+21 -> 1e+21).
