@@ -6,19 +6,28 @@ import { readFileSync } from 'node:fs';
 import { defaultRuntimeManifest, parseRuntimeManifest, RuntimeManifestError, type RuntimeManifest } from '../invoker/runtime-manifest.js';
 import { DEFAULT_ACTION_LIMITS_CONFIG, type ActionLimitsConfig } from './action-document.js';
 import type { PushTlsOptions } from './push-client.js';
+import { topicPrefixProblem } from '../invoker/kafka/topics.js';
 
 export interface ControllerConfig {
   controllerId: string;
   controllerCount: number;
   host: string;
   port: number;
-  /** Index = invoker id. */
+  /** Index = invoker id: the literal `INVOKER_URLS`, or the template expanded for ids 0 .. `INVOKER_COUNT` - 1. */
   invokerUrls: string[];
+  /** `INVOKER_URL_TEMPLATE`: any invoker id (one known only from pings too) has a URL. */
+  invokerUrlTemplate: string | undefined;
   invokerUserMemoryMb: number;
   kafkaBrokers: string[] | undefined;
+  /** Upstream's `whisk.kafka.topics.prefix`: every topic and group is named under it. */
+  kafkaTopicPrefix: string;
   healthTopic: string;
   couchdbUrl: string;
   whisksDb: string;
+  /** Activation records: read by the API, forced records written there. */
+  activationsDb: string;
+  /** The journal of forced records not yet confirmed by CouchDB. */
+  journalDir: string;
   invokeToken: string | undefined;
   tls: PushTlsOptions | undefined;
   blockingTimeoutMs: number;
@@ -28,7 +37,6 @@ export interface ControllerConfig {
   drainGraceMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The API (see README): databases, kinds, limits, caches, throttles, timeouts. */
-  activationsDb: string;
   subjectsDb: string;
   runtimes: RuntimeManifest;
   actionLimits: ActionLimitsConfig;
@@ -93,20 +101,37 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     problems.push(`CONTROLLER_ID: expected 1 to 128 characters of [a-zA-Z0-9._-] (it becomes part of the completed<C> topic name), got ${JSON.stringify(controllerId)}`);
   }
 
-  const invokerUrls = list('INVOKER_URLS');
-  invokerUrls.forEach((url, index) => {
-    try {
-      const parsed = new URL(url);
-      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('not http(s)');
-    } catch {
-      problems.push(`INVOKER_URLS: entry ${index} (invoker${index}) is not an http(s) URL: ${JSON.stringify(url)}`);
-    }
+  const literalUrls = list('INVOKER_URLS');
+  literalUrls.forEach((url, index) => {
+    if (!isHttpUrl(url)) problems.push(`INVOKER_URLS: entry ${index} (invoker${index}) is not an http(s) URL: ${JSON.stringify(url)}`);
   });
+  const invokerUrlTemplate = optional('INVOKER_URL_TEMPLATE');
+  const countText = optional('INVOKER_COUNT');
+  const invokerCount = countText === undefined ? undefined : integer('INVOKER_COUNT', 0, 1, 10_000);
+  let invokerUrls = literalUrls;
+  if (invokerUrlTemplate !== undefined) {
+    if (literalUrls.length > 0) problems.push('INVOKER_URL_TEMPLATE: set it or INVOKER_URLS, not both');
+    if (!invokerUrlTemplate.includes(INVOKER_ID_PLACEHOLDER)) {
+      problems.push(`INVOKER_URL_TEMPLATE: must contain ${INVOKER_ID_PLACEHOLDER}, got ${JSON.stringify(invokerUrlTemplate)}`);
+    } else if (!isHttpUrl(expandInvokerUrl(invokerUrlTemplate, 0))) {
+      problems.push(`INVOKER_URL_TEMPLATE: is not an http(s) URL once ${INVOKER_ID_PLACEHOLDER} is replaced: ${JSON.stringify(invokerUrlTemplate)}`);
+    }
+    invokerUrls = Array.from({ length: invokerCount ?? 0 }, (_unused, id) => expandInvokerUrl(invokerUrlTemplate, id));
+  } else if (countText !== undefined) {
+    problems.push('INVOKER_COUNT: only meaningful with INVOKER_URL_TEMPLATE');
+  }
   const brokers = list('KAFKA_BROKERS');
   const kafkaBrokers = brokers.length > 0 ? brokers : undefined;
-  if (invokerUrls.length === 0 && kafkaBrokers === undefined) {
-    problems.push('INVOKER_URLS: required without KAFKA_BROKERS (comma-separated base URLs, index = invoker id, e.g. http://127.0.0.1:8080)');
+  if (invokerUrlTemplate !== undefined && countText === undefined && kafkaBrokers === undefined) {
+    problems.push('INVOKER_COUNT: required with INVOKER_URL_TEMPLATE without KAFKA_BROKERS (the invokers to poll are ids 0 .. INVOKER_COUNT - 1)');
   }
+  if (literalUrls.length === 0 && invokerUrlTemplate === undefined && kafkaBrokers === undefined) {
+    problems.push('INVOKER_URLS: required without KAFKA_BROKERS or INVOKER_URL_TEMPLATE (comma-separated base URLs, index = invoker id, e.g. http://127.0.0.1:8080)');
+  }
+
+  const kafkaTopicPrefix = text('KAFKA_TOPIC_PREFIX', '');
+  const prefixProblem = topicPrefixProblem(kafkaTopicPrefix);
+  if (prefixProblem !== undefined) problems.push(`KAFKA_TOPIC_PREFIX: ${prefixProblem}`);
 
   const couchdbUrl = text('COUCHDB_URL', 'http://127.0.0.1:5984');
   try {
@@ -163,11 +188,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     host: text('CONTROLLER_HOST', '127.0.0.1'),
     port: integer('CONTROLLER_PORT', 3233, 0, 65535),
     invokerUrls,
+    invokerUrlTemplate,
     invokerUserMemoryMb: integer('INVOKER_USER_MEMORY_MB', 2048, 128),
     kafkaBrokers,
-    healthTopic: text('CONTROLLER_HEALTH_TOPIC', 'health'),
+    kafkaTopicPrefix,
+    healthTopic: text('CONTROLLER_HEALTH_TOPIC', `${kafkaTopicPrefix}health`),
     couchdbUrl,
     whisksDb: text('COUCHDB_WHISKS_DB', 'whisks'),
+    activationsDb: text('COUCHDB_ACTIVATIONS_DB', 'activations'),
+    journalDir: text('CONTROLLER_JOURNAL_DIR', './.controller-journal'),
     invokeToken: optional('CONTROLLER_INVOKE_TOKEN'),
     tls,
     blockingTimeoutMs,
@@ -175,7 +204,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     healthActionKind: env['CONTROLLER_HEALTH_ACTION_KIND'] === undefined ? 'nodejs:20' : env['CONTROLLER_HEALTH_ACTION_KIND'].trim(),
     drainGraceMs: integer('CONTROLLER_DRAIN_GRACE_MS', 30_000, 0),
     logLevel: logLevel as ControllerConfig['logLevel'],
-    activationsDb: text('COUCHDB_ACTIVATIONS_DB', 'activations'),
     subjectsDb: text('COUCHDB_SUBJECTS_DB', 'subjects'),
     runtimes,
     actionLimits,
@@ -191,6 +219,49 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
   };
   if (problems.length > 0) throw new ControllerConfigError(problems);
   return config;
+}
+
+/** What `INVOKER_URL_TEMPLATE` writes where the invoker id goes. */
+export const INVOKER_ID_PLACEHOLDER = '{id}';
+
+export function expandInvokerUrl(template: string, id: number): string {
+  return template.replaceAll(INVOKER_ID_PLACEHOLDER, String(id));
+}
+
+/** The base URL of invoker `id` (push-client appends `/invoke`); undefined: reach it through Kafka only. */
+export function invokerUrlFor(config: Pick<ControllerConfig, 'invokerUrls' | 'invokerUrlTemplate'>, id: number): string | undefined {
+  if (config.invokerUrlTemplate !== undefined) return expandInvokerUrl(config.invokerUrlTemplate, id);
+  return config.invokerUrls[id];
+}
+
+function isHttpUrl(text: string): boolean {
+  try {
+    const parsed = new URL(text);
+    return parsed.protocol === 'http:' || parsed.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Every environment variable `loadConfig` reads, recorded from one run over
+ * an environment that answers "unset" to everything (it reads every variable
+ * whatever the others say), so the list cannot fall behind the code.
+ */
+export function controllerVariables(): string[] {
+  const seen = new Set<string>();
+  const recorder = new Proxy({} as NodeJS.ProcessEnv, {
+    get(_target, key) {
+      if (typeof key === 'string') seen.add(key);
+      return undefined;
+    },
+  });
+  try {
+    loadConfig(recorder);
+  } catch (error) {
+    if (!(error instanceof ControllerConfigError)) throw error;
+  }
+  return [...seen].sort();
 }
 
 /** The configuration for the startup log line: secrets only as set / not set. */

@@ -1,10 +1,15 @@
 /**
- * Keeps the invoker pool's view of who is alive. Two sources:
- * - Kafka: the invokers' pings on `health` (group `health<C>`), as upstream;
- *   an invoker appears with its first ping, sized by the memory it reports.
- * - Static (no Kafka): the configured invokers, each a sign of life whenever
- *   its `GET /health/ready` answers 200, polled every few seconds.
- * Either way, this is also where status changes are logged.
+ * Keeps the invoker pool's view of who is alive, from two sources that run
+ * side by side (InvokerHealth combines them):
+ * - Kafka, when configured: the invokers' pings on `<prefix>health` (group
+ *   `<prefix>health<C>`), as upstream; an invoker appears with its first ping, sized
+ *   by the memory it reports.
+ * - HTTP, for every invoker with a URL: a sign of life whenever its
+ *   `GET /health/ready` answers 200, polled every few seconds; anything else
+ *   takes it down at once.
+ * So a Kafka outage takes away the overflow path, not the invokers: those
+ * that answer their probes stay up for HTTP push. This is also where status
+ * changes are logged.
  */
 import { Agent } from 'undici';
 import type { Consumer, Kafka } from 'kafkajs';
@@ -12,6 +17,7 @@ import { ProtocolParseError, parsePingMessage, type ControllerInstanceId, type P
 import type { Logger } from '../invoker/telemetry/logger.js';
 import { configuredInvokerId, DEFAULT_HEALTH_OPTIONS, type InvokerPool } from './invoker-state.js';
 import { startValueConsumer } from './kafka-support.js';
+import { topicNames } from '../invoker/kafka/topics.js';
 import type { PushTlsOptions } from './push-client.js';
 
 export interface HealthMonitor {
@@ -34,6 +40,9 @@ export interface KafkaHealthMonitorOptions {
   controller: ControllerInstanceId;
   pool: InvokerPool;
   logger: Logger;
+  /** Upstream's `whisk.kafka.topics.prefix` (KAFKA_TOPIC_PREFIX); names the topic and the group. Default empty. */
+  topicPrefix?: string;
+  /** Default `<prefix>health`. */
   topic?: string;
   fromBeginning?: boolean;
   /** Pings produced longer ago than this are ignored (default: the offline window, 10 s). */
@@ -46,12 +55,13 @@ export interface KafkaHealthMonitorOptions {
 export async function startKafkaHealthMonitor(options: KafkaHealthMonitorOptions): Promise<HealthMonitor> {
   const { kafka, controller, pool, logger } = options;
   const now = options.now ?? Date.now;
-  const topic = options.topic ?? HEALTH_TOPIC;
+  const names = topicNames(options.topicPrefix ?? '');
+  const topic = options.topic ?? names.health;
   const staleAfterMs = options.staleAfterMs ?? DEFAULT_HEALTH_OPTIONS.offlineAfterMs;
   const consumer: Consumer = await startValueConsumer({
     kafka,
     topic,
-    groupId: `health${controller.asString}`,
+    groupId: names.healthGroup(controller),
     ...(options.fromBeginning !== undefined ? { fromBeginning: options.fromBeginning } : {}),
     logger,
     onValue: (value, position) => {
@@ -68,7 +78,7 @@ export async function startKafkaHealthMonitor(options: KafkaHealthMonitorOptions
         return;
       }
       try {
-        pool.recordPing(ping.instance, now(), ping.isEnabled ?? true);
+        pool.recordPing(ping.instance, now(), ping.isEnabled ?? true, 'ping');
       } catch (error) {
         logger.warn({ topic, ...position, error: (error as Error).message }, 'ignored a health ping');
         return;
@@ -123,7 +133,11 @@ export function startStaticHealthMonitor(options: StaticHealthMonitorOptions): H
       ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
     },
   });
-  const ids = invokers.map((invoker, index) => pool.register(configuredInvokerId(index, invoker.userMemoryMb)).id);
+  // Registered once with the configured memory; pings may resize them later,
+  // and probes must not size them back.
+  invokers.forEach((invoker, index) => {
+    if (pool.get(index) === undefined) pool.register(configuredInvokerId(index, invoker.userMemoryMb));
+  });
   const lastProblem = new Map<number, string>();
 
   const probe = async (index: number, invoker: StaticInvoker): Promise<void> => {
@@ -137,9 +151,7 @@ export function startStaticHealthMonitor(options: StaticHealthMonitorOptions): H
     } catch (error) {
       problem = `GET ${url.origin}${path}: ${(error as Error).message}`;
     }
-    const id = ids[index];
-    if (id === undefined) return;
-    pool.recordPing(id, now(), problem === undefined);
+    pool.get(index)?.health.recordPing(now(), problem === undefined, 'probe');
     // Log a failing probe once per distinct problem, not every interval.
     if (problem !== undefined && lastProblem.get(index) !== problem) logger.warn({ invoker: `invoker${index}`, problem }, 'readiness probe failed');
     if (problem === undefined) lastProblem.delete(index);

@@ -150,52 +150,85 @@ export interface StatusTransition {
 type WindowState = 'up' | 'unhealthy' | 'unresponsive';
 
 /**
+ * Where a sign of life comes from: a Kafka ping on `health`, or an HTTP
+ * readiness probe (`GET /health/ready`) of an invoker with a URL.
+ */
+export type SignSource = 'ping' | 'probe';
+
+/**
  * One invoker's health (upstream InvokerActor). Being online is a matter of
- * the last ping's age; the results window decides between up, unhealthy and
- * unresponsive. As upstream, only an up invoker is demoted by errors, and any
- * state returns to up once the whole window is successes (which is what the
- * health test actions are for).
+ * its signs of life, from up to two sources (Kafka pings, HTTP readiness
+ * probes): it is online while at least one source gave a positive sign within
+ * the offline window and no source's latest sign within it is negative (a
+ * disabled ping, a failed probe). So a Kafka outage, which stops the pings,
+ * leaves an invoker that still answers its probes up for HTTP push.
+ *
+ * The results window decides between up, unhealthy and unresponsive. As
+ * upstream, only an up invoker is demoted by errors, and any state returns
+ * to up once the whole window is successes (which is what the health test
+ * actions are for). Each return from down is a new incarnation: results of
+ * activations sent to an earlier one (lost by a crash, timing out minutes
+ * later) are not counted against it.
  */
 export class InvokerHealth {
   readonly #options: HealthOptions;
-  #lastPingAt: number | undefined;
-  #enabled = true;
+  readonly #signs = new Map<SignSource, { at: number; ok: boolean }>();
   #state: WindowState = 'up';
   #results: InvocationResult[] = [];
+  #incarnation = 0;
 
   constructor(options: HealthOptions = DEFAULT_HEALTH_OPTIONS) {
     this.#options = options;
   }
 
   status(now: number): InvokerStatus {
-    if (this.#lastPingAt === undefined || !this.#enabled) return 'down';
-    if (now - this.#lastPingAt > this.#options.offlineAfterMs) return 'down';
-    return this.#state;
+    return this.#online(now) ? this.#state : 'down';
   }
 
+  #online(now: number): boolean {
+    let online = false;
+    for (const sign of this.#signs.values()) {
+      if (now - sign.at > this.#options.offlineAfterMs) continue;
+      if (!sign.ok) return false;
+      online = true;
+    }
+    return online;
+  }
+
+  /** Whether the latest sign of any source says disabled or failed. */
   get disabled(): boolean {
-    return !this.#enabled;
+    return [...this.#signs.values()].some((sign) => !sign.ok);
+  }
+
+  /** Counts the returns from down: results are counted only for activations sent to the current one. */
+  get incarnation(): number {
+    return this.#incarnation;
   }
 
   /**
-   * A sign of life: a Kafka ping or, without Kafka, a successful readiness
-   * probe. `enabled: false` (a disabled invoker's last ping) takes it down.
-   * Coming back from down starts with an empty window: results from before an
+   * A sign of life from `source`. `enabled: false` (a disabled invoker's
+   * ping, a failed readiness probe) takes it down. Coming back from down
+   * starts a new incarnation with an empty window: results from before an
    * outage say nothing about the restarted invoker. (Upstream instead goes
    * through unhealthy and waits for a health test action to succeed.)
    */
-  recordPing(now: number, enabled: boolean = true): StatusTransition | undefined {
+  recordPing(now: number, enabled: boolean = true, source: SignSource = 'ping'): StatusTransition | undefined {
     const from = this.status(now);
-    this.#lastPingAt = now;
-    this.#enabled = enabled;
-    if (from === 'down' && enabled) {
+    this.#signs.set(source, { at: now, ok: enabled });
+    if (from === 'down' && this.#online(now)) {
       this.#results = [];
       this.#state = 'up';
+      this.#incarnation++;
     }
     return transition(from, this.status(now));
   }
 
-  recordResult(result: InvocationResult, now: number): StatusTransition | undefined {
+  /**
+   * The result of an activation. With `incarnation` (the one current when it
+   * was sent), a result for an earlier incarnation is ignored.
+   */
+  recordResult(result: InvocationResult, now: number, incarnation?: number): StatusTransition | undefined {
+    if (incarnation !== undefined && incarnation !== this.#incarnation) return undefined;
     const from = this.status(now);
     this.#results.push(result);
     if (this.#results.length > this.#options.windowSize) this.#results.shift();
@@ -308,13 +341,14 @@ export class InvokerPool {
     return existing;
   }
 
-  /** A ping from `id` (registers it if new). */
-  recordPing(id: InvokerInstanceId, now: number, enabled: boolean = true): StatusTransition | undefined {
-    return this.register(id).health.recordPing(now, enabled);
+  /** A sign of life of `id` (registers it if new): a Kafka ping, or an HTTP probe. */
+  recordPing(id: InvokerInstanceId, now: number, enabled: boolean = true, source: SignSource = 'ping'): StatusTransition | undefined {
+    return this.register(id).health.recordPing(now, enabled, source);
   }
 
-  recordResult(index: number, result: InvocationResult, now: number): StatusTransition | undefined {
-    return this.#invokers[index]?.health.recordResult(result, now);
+  /** See InvokerHealth.recordResult; `incarnation` as it was when the activation was sent. */
+  recordResult(index: number, result: InvocationResult, now: number, incarnation?: number): StatusTransition | undefined {
+    return this.#invokers[index]?.health.recordResult(result, now, incarnation);
   }
 
   status(index: number, now: number): InvokerStatus {

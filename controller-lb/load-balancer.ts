@@ -10,11 +10,17 @@
  *   a forced completion: the push failed, or nothing came back in time.
  * - Health test actions are sent to invokers that are unhealthy or
  *   unresponsive, so that they can prove themselves healthy again.
+ * - Every forced completion also writes a system-error activation record
+ *   (forced-record.ts) through `records`, create-only: the invoker's own
+ *   record, whenever it comes, is the one that stays.
  */
 import {
   INVOKER_HEALTH_TRANSACTION,
   ackActivationId,
+  forcedCompletionDelayMs as upstreamForcedCompletionDelayMs,
   generateActivationId,
+  storesActivations,
+  type ActivationDocument,
   isSystemError as responseIsSystemError,
   type AcknowledgementMessage,
   type ActivationMessage,
@@ -28,7 +34,8 @@ import type { Logger } from '../invoker/telemetry/logger.js';
 import type { InvocationResult, InvokerPool, InvokerState } from './invoker-state.js';
 import type { ActivationPublisher } from './kafka-path.js';
 import type { Push } from './push-client.js';
-import { Scheduler, type SchedulerOptions } from './scheduler.js';
+import { forcedMessage, forcedRecord, type ForcedMessage } from './forced-record.js';
+import { NoInvokersAvailableError, Scheduler, type SchedulerOptions } from './scheduler.js';
 
 /** What the balancer needs to know about the action. */
 export interface ActionSpec {
@@ -100,8 +107,15 @@ export interface HealthTestOptions {
   checkIntervalMs: number;
 }
 
+/** Where forced records go (an ActivationWriter: journaled, create-only, retried until CouchDB takes them). */
+export interface ForcedRecordSink {
+  store(document: ActivationDocument): Promise<void>;
+}
+
 export interface LoadBalancerOptions {
   controller: ControllerInstanceId;
+  /** Absent: forced completions write no record (tests of the balancer alone). */
+  records?: ForcedRecordSink | undefined;
   pool: InvokerPool;
   pusher: Pusher;
   /** Absent without Kafka: overload is then pushed over HTTP too. */
@@ -120,9 +134,37 @@ export class LoadBalancerClosedError extends Error {
   override readonly name = 'LoadBalancerClosedError';
 }
 
+/**
+ * The activation would overflow to Kafka (no invoker has room, or its invoker
+ * has no URL) while Kafka is unreachable: refused before anything is sent,
+ * with the time after which to try again. A NoInvokersAvailableError, so that
+ * callers that only know that one answer 503 too.
+ */
+export class KafkaUnavailableError extends NoInvokersAvailableError {
+  override readonly name: string = 'KafkaUnavailableError';
+  readonly retryAfterSeconds: number;
+  constructor(detail: string, retryAfterSeconds = 5) {
+    super(detail);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
 interface Entry {
   activationId: string;
+  /** What a forced record is built from. */
+  message: ForcedMessage;
+  timeoutMs: number;
+  /** The invoker (HTTP) or Kafka has it: the activation may run. */
+  acknowledged: boolean;
   invoker: number;
+  /** The invoker's incarnation when it was sent: results for an earlier one do not count. */
+  incarnation: number;
+  /**
+   * Whether it holds memory in the invoker's semaphore. Overflow to Kafka does
+   * not: it waits in the topic until the invoker has room of its own, so it
+   * must not keep HTTP push away from slots that free up meanwhile.
+   */
+  holdsSlot: boolean;
   actionKey: string;
   memoryMb: number;
   concurrency: number;
@@ -131,6 +173,8 @@ interface Entry {
   resolve: (completion: ActivationCompletion) => void;
   /** The caller already has its answer (a result message came before the completion). */
   answered: boolean;
+  /** `user.limits.storeActivations` is not false. */
+  storeRecord: boolean;
 }
 
 const HEALTH_NAMESPACE = 'whisk.system';
@@ -140,9 +184,9 @@ export function healthTestActionName(controller: ControllerInstanceId): FullyQua
   return { path: HEALTH_NAMESPACE, name: `invokerHealthTestAction${controller.asString}`, version: '0.0.1' };
 }
 
-/** The forced-completion delay: `max(timeLimit, min) * 2 + extra` (upstream). */
+/** The forced-completion delay: `max(timeLimit, min) * 2 + extra` (upstream; protocol/forced-completion.ts). */
 export function forcedCompletionDelayMs(timeoutMs: number, options: ForcedCompletionOptions): number {
-  return Math.max(timeoutMs, options.minTimeLimitMs) * 2 + options.extraMs;
+  return upstreamForcedCompletionDelayMs(timeoutMs, options);
 }
 
 export class LoadBalancer {
@@ -155,9 +199,11 @@ export class LoadBalancer {
   readonly #health: HealthTestOptions | undefined;
   readonly #entries = new Map<string, Entry>();
   /** Health test activations in flight: activation id -> invoker index. */
-  readonly #tests = new Map<string, { invoker: number; timer: NodeJS.Timeout }>();
+  readonly #tests = new Map<string, { invoker: number; incarnation: number; timer: NodeJS.Timeout }>();
   readonly #lastTestAt = new Map<number, number>();
   readonly #healthTimer: NodeJS.Timeout | undefined;
+  /** Forced records being journaled. */
+  readonly #storing = new Set<Promise<void>>();
   #closed = false;
   #drained: (() => void) | undefined;
 
@@ -203,12 +249,32 @@ export class LoadBalancer {
       this.#now(),
     );
 
+    const url = this.#options.invokerUrl(invoker.index);
+    const kafka = this.#options.kafka;
+    const useKafka = (overloaded && kafka !== undefined) || url === undefined;
+    const overflow = useKafka && overloaded;
+    if (useKafka && kafka !== undefined && kafka.available?.() === false) {
+      // Nothing is sent: give the slot back and tell the caller to come back.
+      invoker.slots.releaseConcurrent(actionKey, concurrency, action.memoryMb);
+      this.#logger.warn({ activationId: msg.activationId, invoker: `invoker${invoker.index}` }, 'refused an activation for Kafka: Kafka is unreachable');
+      throw new KafkaUnavailableError(
+        overloaded ? 'no invoker has room and Kafka (the overflow) is unreachable' : `invoker${invoker.index} is reachable only through Kafka, which is unreachable`,
+      );
+    }
+    if (overflow) invoker.slots.releaseConcurrent(actionKey, concurrency, action.memoryMb);
+
     let resolve!: (completion: ActivationCompletion) => void;
     const completion = new Promise<ActivationCompletion>((r) => (resolve = r));
     const delay = forcedCompletionDelayMs(action.timeoutMs, this.#forced);
     const entry: Entry = {
       activationId: msg.activationId,
+      message: forcedMessage(msg),
+      timeoutMs: action.timeoutMs,
+      acknowledged: false,
+      storeRecord: storesActivations(msg.user),
       invoker: invoker.index,
+      incarnation: invoker.health.incarnation,
+      holdsSlot: !overflow,
       actionKey,
       memoryMb: action.memoryMb,
       concurrency,
@@ -219,9 +285,6 @@ export class LoadBalancer {
     };
     this.#entries.set(msg.activationId, entry);
 
-    const url = this.#options.invokerUrl(invoker.index);
-    const kafka = this.#options.kafka;
-    const useKafka = (overloaded && kafka !== undefined) || url === undefined;
     const log = { activationId: msg.activationId, invoker: `invoker${invoker.index}`, action: actionKey };
     let acknowledged: Promise<void>;
     if (useKafka) {
@@ -249,7 +312,10 @@ export class LoadBalancer {
     }
     // A caller waiting only for the completion must not crash the process
     // with an unhandled rejection; awaiting `acknowledged` still sees it.
-    acknowledged.catch(() => undefined);
+    acknowledged.then(
+      () => (entry.acknowledged = true),
+      () => undefined,
+    );
     this.#logger.debug({ ...log, overloaded, transport: useKafka ? 'kafka' : 'http' }, 'published activation');
     return {
       activationId: msg.activationId,
@@ -305,7 +371,7 @@ export class LoadBalancer {
     }
     this.#release(entry, ranOn);
     const isSystemError = ack.isSystemError ?? false;
-    this.#recordResult(ranOn, isSystemError ? 'systemError' : 'success', now);
+    this.#recordResult(ranOn, isSystemError ? 'systemError' : 'success', now, ranOn === entry.invoker ? entry.incarnation : undefined);
     if (!entry.answered) {
       entry.answered = true;
       entry.resolve({ status: 'completed', activationId, invoker: ranOn, isSystemError });
@@ -335,6 +401,8 @@ export class LoadBalancer {
       this.#drained = undefined;
     }
     for (const entry of [...this.#entries.values()]) this.#force(entry, 'shutdown', 'the controller shut down before the activation completed');
+    // Forced records are journaled by now or soon; the writer is closed by its owner.
+    await Promise.allSettled([...this.#storing]);
   }
 
   #drainedCheck(): void {
@@ -351,8 +419,9 @@ export class LoadBalancer {
     this.#release(entry, entry.invoker);
     // Upstream counts a forced completion as a timeout; a failed push is the
     // invoker failing, so it counts as a system error (the seed does that).
-    if (reason !== 'shutdown') this.#recordResult(entry.invoker, reason === 'timeout' ? 'timeout' : 'systemError', this.#now());
+    if (reason !== 'shutdown') this.#recordResult(entry.invoker, reason === 'timeout' ? 'timeout' : 'systemError', this.#now(), entry.incarnation);
     this.#logger.warn({ activationId: entry.activationId, invoker: `invoker${entry.invoker}`, reason, error }, 'forced completion of activation');
+    this.#storeForcedRecord(entry, reason, error);
     if (!entry.answered) {
       entry.answered = true;
       entry.resolve({ status: 'forced', activationId: entry.activationId, invoker: entry.invoker, reason, isSystemError: true, error });
@@ -360,7 +429,40 @@ export class LoadBalancer {
     this.#drainedCheck();
   }
 
+  /**
+   * The system-error record of a forced activation, so that it ends in a
+   * record even if its invoker never writes one. Create-only: if the
+   * invoker's record is stored (now or later), that one stays.
+   */
+  #storeForcedRecord(entry: Entry, reason: 'timeout' | 'failed' | 'shutdown', error: string): void {
+    const records = this.#options.records;
+    if (records === undefined || !entry.storeRecord) return;
+    let stored: Promise<void>;
+    try {
+      const document = forcedRecord({
+        message: entry.message,
+        controller: this.#options.controller,
+        reason,
+        acknowledged: entry.acknowledged,
+        timeoutMs: entry.timeoutMs,
+        error,
+        now: this.#now(),
+      });
+      stored = records.store(document);
+    } catch (cause) {
+      stored = Promise.reject(cause as Error);
+    }
+    const tracked = stored.then(
+      () => this.#logger.debug({ activationId: entry.activationId, reason }, 'journaled the forced record'),
+      (cause: unknown) =>
+        this.#logger.error({ activationId: entry.activationId, reason, error: (cause as Error).message }, 'could not journal the forced record of the activation'),
+    );
+    this.#storing.add(tracked);
+    void tracked.finally(() => this.#storing.delete(tracked));
+  }
+
   #release(entry: Entry, index: number): void {
+    if (!entry.holdsSlot) return;
     const invoker = this.#pool.get(index);
     if (invoker === undefined) return;
     try {
@@ -370,8 +472,8 @@ export class LoadBalancer {
     }
   }
 
-  #recordResult(index: number, result: InvocationResult, now: number): void {
-    this.#pool.recordResult(index, result, now);
+  #recordResult(index: number, result: InvocationResult, now: number, incarnation?: number): void {
+    this.#pool.recordResult(index, result, now, incarnation);
     // Upstream sends the next test action at once after a success while
     // unhealthy, to flush the errors out of the window quickly.
     if (result === 'success' && this.#pool.status(index, now) === 'unhealthy') this.#sendHealthTest(index, now);
@@ -399,7 +501,7 @@ export class LoadBalancer {
     // timer only forgets a test that never answered.
     const timer = setTimeout(() => this.#tests.delete(activationId), forcedCompletionDelayMs(0, this.#forced));
     timer.unref();
-    this.#tests.set(activationId, { invoker: index, timer });
+    this.#tests.set(activationId, { invoker: index, incarnation: invoker.health.incarnation, timer });
     this.#logger.info({ invoker: `invoker${index}`, activationId }, 'sending a health test action');
     this.#sendTo(invoker, msg).catch((error: unknown) => {
       this.#logger.warn({ invoker: `invoker${index}`, activationId, error: (error as Error).message }, 'health test action failed');
@@ -424,7 +526,7 @@ export class LoadBalancer {
     if (test === undefined) return;
     clearTimeout(test.timer);
     this.#tests.delete(activationId);
-    this.#recordResult(test.invoker, result, this.#now());
+    this.#recordResult(test.invoker, result, this.#now(), test.incarnation);
   }
 
   #healthTestMessage(now: number): ActivationMessage {

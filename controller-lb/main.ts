@@ -4,19 +4,21 @@
  */
 import { Kafka, logLevel } from 'kafkajs';
 import { createLogger } from '../invoker/telemetry/logger.js';
-import type { ControllerInstanceId } from '../protocol/index.js';
+import { serializeActivationDocument, type ControllerInstanceId } from '../protocol/index.js';
 import { CouchActionStore } from './action-store.js';
 import { CouchActivationStore } from './activation-store.js';
 import { buildApi } from './api.js';
 import { CouchServer } from './couch-db.js';
 import { CouchIdentityStore } from './identity-store.js';
-import { ControllerConfigError, describeConfig, loadConfig, type ControllerConfig } from './config.js';
+import { registerHealthRoute } from './health-route.js';
+import { ControllerConfigError, describeConfig, invokerUrlFor, loadConfig, type ControllerConfig } from './config.js';
 import { startKafkaHealthMonitor, startStaticHealthMonitor, type HealthMonitor } from './health-monitor.js';
 import { configuredInvokerId, InvokerPool } from './invoker-state.js';
 import { KafkaPath } from './kafka-path.js';
 import { kafkaLogCreator } from './kafka-support.js';
 import { LoadBalancer } from './load-balancer.js';
 import { PushClient } from './push-client.js';
+import { ActivationWriter } from '../invoker/store/activation-writer.js';
 
 async function main(config: ControllerConfig): Promise<void> {
   const logger = createLogger({ level: config.logLevel, base: { component: 'controller', controller: config.controllerId } });
@@ -25,9 +27,18 @@ async function main(config: ControllerConfig): Promise<void> {
   const pool = new InvokerPool({ controllerCount: config.controllerCount });
   const pusher = new PushClient({ token: config.invokeToken, tls: config.tls });
 
+  // Forced records: journaled, then written create-only (the invoker's record wins).
+  const records = new ActivationWriter({
+    url: config.couchdbUrl,
+    database: config.activationsDb,
+    journalDir: config.journalDir,
+    logger,
+  });
+  await records.start();
+
   let balancer: LoadBalancer | undefined;
   let kafkaPath: KafkaPath | undefined;
-  let monitor: HealthMonitor;
+  const monitors: HealthMonitor[] = [];
   if (config.kafkaBrokers !== undefined) {
     const kafka = new Kafka({
       clientId: `controller${config.controllerId}`,
@@ -38,23 +49,35 @@ async function main(config: ControllerConfig): Promise<void> {
     // Configured invokers show as down until their first ping.
     config.invokerUrls.forEach((_url, index) => pool.register(configuredInvokerId(index, config.invokerUserMemoryMb)));
     // Acks that arrive before the balancer exists are for no activation of this process.
-    kafkaPath = await KafkaPath.start({ kafka, controller, logger, onAcknowledgement: (ack) => balancer?.handleAcknowledgement(ack) });
-    monitor = await startKafkaHealthMonitor({ kafka, controller, pool, logger, topic: config.healthTopic });
-  } else {
-    monitor = startStaticHealthMonitor({
-      invokers: config.invokerUrls.map((url) => ({ url, userMemoryMb: config.invokerUserMemoryMb })),
-      pool,
+    kafkaPath = await KafkaPath.start({
+      kafka,
+      controller,
       logger,
-      tls: config.tls,
+      topicPrefix: config.kafkaTopicPrefix,
+      onAcknowledgement: (ack) => balancer?.handleAcknowledgement(ack),
     });
+    monitors.push(await startKafkaHealthMonitor({ kafka, controller, pool, logger, topicPrefix: config.kafkaTopicPrefix, topic: config.healthTopic }));
+  }
+  // Invokers with a URL are probed over HTTP too: without Kafka that is their
+  // only health source, with it they stay up for HTTP push when Kafka is down.
+  if (config.invokerUrls.length > 0) {
+    monitors.push(
+      startStaticHealthMonitor({
+        invokers: config.invokerUrls.map((url) => ({ url, userMemoryMb: config.invokerUserMemoryMb })),
+        pool,
+        logger,
+        tls: config.tls,
+      }),
+    );
   }
 
   balancer = new LoadBalancer({
     controller,
     pool,
     pusher,
+    records: { store: (document) => records.storeSerialized(document._id, serializeActivationDocument(document)) },
     kafka: kafkaPath,
-    invokerUrl: (index) => config.invokerUrls[index],
+    invokerUrl: (index) => invokerUrlFor(config, index),
     logger,
     forcedCompletion: { extraMs: config.forcedCompletionExtraMs },
   });
@@ -92,6 +115,7 @@ async function main(config: ControllerConfig): Promise<void> {
     throttles: { invocationsPerMinute: config.invocationsPerMinute, concurrentInvocations: config.concurrentInvocations },
     timeouts: { requestTimeoutMs: config.requestTimeoutMs, headersTimeoutMs: config.headersTimeoutMs, connectionTimeoutMs: config.connectionTimeoutMs },
   });
+  registerHealthRoute(app, { pool, kafka: kafkaPath });
   const address = await app.listen({ host: config.host, port: config.port });
   logger.info({ address }, 'controller listening');
 
@@ -105,7 +129,10 @@ async function main(config: ControllerConfig): Promise<void> {
     const closing = app.close();
     await balancer.close(config.drainGraceMs);
     await closing;
-    await Promise.all([monitor.stop(), kafkaPath?.close(), pusher.close(), couch.close()]);
+    await Promise.all([...monitors.map((monitor) => monitor.stop()), kafkaPath?.close(), pusher.close()]);
+    const flushed = await records.close({ timeoutMs: 10_000 });
+    logger.info({ result: flushed }, 'forced records flushed');
+    await couch.close();
     logger.info('controller stopped');
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

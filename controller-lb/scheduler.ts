@@ -32,7 +32,7 @@ export interface Scheduled {
 }
 
 export class NoInvokersAvailableError extends Error {
-  override readonly name = 'NoInvokersAvailableError';
+  override readonly name: string = 'NoInvokersAvailableError';
   constructor(detail: string) {
     super(`No invokers available: ${detail}`);
   }

@@ -8,6 +8,7 @@ import Docker from 'dockerode';
 import type { Admin } from 'kafkajs';
 import { hostname } from 'node:os';
 import {
+  isForcedRecord,
   megabytes,
   ParameterDecryptor,
   serializeActivationDocument,
@@ -22,6 +23,7 @@ import { createInvokerHttpServer, type InvokerHttpServer } from './http/server.j
 import type { HealthCheckResult } from './http/ops-routes.js';
 import type { ActivationHandler } from './invocation/activation-handler.js';
 import { InvokerAdmission } from './invocation/admission.js';
+import { ActivationIds } from './invocation/activation-ids.js';
 import { InvocationCore, type RecordSink } from './invocation/invocation-core.js';
 import { createKafkaSide, type KafkaSide } from './kafka/index.js';
 import { ContainerPool, type PoolSnapshot } from './pool/container-pool.js';
@@ -49,16 +51,47 @@ export interface RunningInvoker {
   readonly metrics: InvokerMetrics;
   /** The invocation core both transports feed (for in-process callers such as benchmarks). */
   readonly handler: ActivationHandler;
+  /** Resolves once the Kafka side has joined its group and pings (at once without Kafka; never if it keeps failing until shutdown). */
+  kafkaStarted(): Promise<void>;
   poolSnapshot(): PoolSnapshot;
   /**
    * Drain and stop: refuse new work, stop consuming Kafka (disabled ping),
-   * let in-flight activations finish within the drain timeout, flush records,
-   * remove containers. Idempotent.
+   * let in-flight activations finish within the drain timeout and end the
+   * rest as system errors, flush records, remove containers; within
+   * `shutdownBoundMs(drainTimeoutMs)`. Idempotent.
    */
   shutdown(): Promise<void>;
 }
 
 const HEALTH_CHECK_TIMEOUT_MS = 2000;
+
+/**
+ * How long each shutdown step after the drain may take; a step that takes
+ * longer is logged and left behind, so that the whole shutdown ends within
+ * `shutdownBoundMs`. An operator derives the pod's
+ * terminationGracePeriodSeconds from that (README, Shutdown).
+ */
+export const SHUTDOWN_STEP_LIMITS_MS = {
+  /** Disabled ping and leaving the consumer group, before the drain. */
+  kafkaIntake: 5_000,
+  /** Activations ended as system errors after the drain timeout: records journaled, completions handed over. */
+  endInFlight: 5_000,
+  /** Kafka completions still being sent. */
+  kafkaCompletions: 5_000,
+  /** HTTP responses still being written; a second before the limit the connections are destroyed. */
+  httpClose: 5_000,
+  /** Kafka consumer, producer and admin disconnects. */
+  kafkaClose: 5_000,
+  /** Activation records to CouchDB (flushing until a second before the limit); the rest stays in the journal for the next start. */
+  recordFlush: 10_000,
+  /** Action containers removed. */
+  containerRemoval: 20_000,
+} as const;
+
+/** The longest a shutdown takes: the drain timeout plus every step's limit. */
+export function shutdownBoundMs(drainTimeoutMs: number): number {
+  return drainTimeoutMs + Object.values(SHUTDOWN_STEP_LIMITS_MS).reduce((a, b) => a + b, 0);
+}
 
 export async function startInvoker(config: InvokerConfig, options: InvokerOptions): Promise<RunningInvoker> {
   const logger = options.logger;
@@ -89,6 +122,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     docker,
     logger: logger.child({ component: 'docker' }),
     observe: (operation, seconds, outcome) => metrics.dockerOperationSeconds.observe({ operation, outcome }, seconds),
+    droppedLogLines: (reason) => metrics.logLinesDropped.inc({ reason }),
   });
   // Containers of an earlier run of this invoker id (a crash, a restart) are stale.
   const stale = await factory.removeInvokerContainers();
@@ -117,6 +151,9 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     url: config.couchdbUrl,
     database: config.activationsDb,
     journalDir: config.journalDir,
+    // A controller that gave up on an activation this invoker did run wrote a
+    // forced system-error record; the real record replaces it, never the reverse.
+    replaceable: isForcedRecord,
     logger,
     metrics: {
       batchWritten: (docs) => metrics.storeBatchSize.observe(docs),
@@ -148,6 +185,8 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     logger: logger.child({ component: 'activation' }),
   });
   const admission = new InvokerAdmission(config.userMemoryMb, () => core.inFlight());
+  // One id runs once, whether it comes over HTTP, Kafka, or both.
+  const ids = new ActivationIds();
   core.onFinish(() => admission.changed());
 
   const kafka = createKafkaSide({
@@ -157,13 +196,18 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     handler: timedHandler(core, metrics),
     admission,
     records,
+    ids,
     logger,
     metrics,
     healthPingIntervalMs: config.healthPingIntervalMs,
+    topicPrefix: config.kafkaTopicPrefix,
   });
   let kafkaAdmin: Admin | undefined;
-  // Ready only once every part has started: probes must not route work to a half-started invoker.
+  // Ready once HTTP work can run (pool and store up): probes must not route
+  // work to a half-started invoker. Kafka joins in the background.
   let started = false;
+  let kafkaJoined = false;
+  let kafkaProblem: string | undefined = 'not yet connected';
 
   const checks = async (): Promise<HealthCheckResult[]> => {
     const results = [
@@ -176,9 +220,19 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
         if (!health.healthy) throw new Error(health.lastError ?? 'not yet connected');
       }),
     ];
-    if (kafkaAdmin) {
+    if (kafka) {
+      const optional = config.readinessKafka === 'degraded';
       const admin = kafkaAdmin;
-      results.push(check('kafka', () => admin.describeCluster()));
+      results.push(
+        check(
+          'kafka',
+          async () => {
+            if (!kafkaJoined || admin === undefined) throw new Error(`starting: ${kafkaProblem ?? 'joining invoker topic group'}`);
+            await admin.describeCluster();
+          },
+          optional,
+        ),
+      );
     }
     return Promise.all(results);
   };
@@ -186,6 +240,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
   const http: InvokerHttpServer = createInvokerHttpServer({
     handler: core,
     admission,
+    ids,
     controls: {
       enable: () => {
         admission.enable();
@@ -206,6 +261,8 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     config: {
       invokeBodyLimitBytes: config.invokeBodyLimitBytes ?? config.payloadLimitBytes + 64 * 1024,
       invokeToken: config.invokeToken,
+      headersTimeoutMs: config.httpHeadersTimeoutMs,
+      requestTimeoutMs: config.httpRequestTimeoutMs,
       adminUser: config.adminUser,
       adminPassword: config.adminPassword,
       tls: config.tls,
@@ -214,25 +271,40 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
   });
   // Listen before the first enabled ping: a controller that sees the ping may push at once.
   const { port } = await http.listen(config.httpHost, config.httpPort);
-  if (kafka) {
-    try {
-      await kafka.start();
-      kafkaAdmin = kafka.kafka.admin();
-      await kafkaAdmin.connect();
-    } catch (error) {
-      await http.close();
-      await writer.close({ timeoutMs: 5000 });
-      throw new Error(`starting the Kafka side: ${(error as Error).message}`, { cause: error });
-    }
-  } else {
-    logger.warn('no Kafka brokers configured (KAFKA_BROKERS): HTTP push only, no health pings');
-  }
   pool.start();
+  // HTTP push needs only the pool and the store: ready for it now. Kafka (the
+  // overflow path and the pings) joins its group in the background, which
+  // takes a restarted invoker 18-30 s (the group waits out its old member).
   started = true;
   logger.info(
     { port, tls: config.tls !== undefined, kafka: kafka !== undefined, userMemoryMb: config.userMemoryMb },
     'invoker ready',
   );
+  let stopping = false;
+  let kafkaStarting: Promise<void> | undefined;
+  if (kafka) {
+    kafkaStarting = (async () => {
+      for (let attempt = 1; !stopping; attempt++) {
+        try {
+          await kafka.start();
+          const admin = kafka.kafka.admin();
+          await admin.connect();
+          kafkaAdmin = admin;
+          kafkaJoined = true;
+          kafkaProblem = undefined;
+          logger.info({ attempt }, 'Kafka side started: consuming invoker topic, sending health pings');
+          return;
+        } catch (error) {
+          kafkaProblem = (error as Error).message;
+          const retryInMs = Math.min(30_000, 1_000 * 2 ** Math.min(attempt - 1, 5));
+          logger.error({ err: error, attempt, retryInMs }, 'starting the Kafka side failed; HTTP push goes on, retrying');
+          await new Promise((resolve) => setTimeout(resolve, retryInMs).unref());
+        }
+      }
+    })();
+  } else {
+    logger.warn('no Kafka brokers configured (KAFKA_BROKERS): HTTP push only, no health pings');
+  }
 
   let shutdown: Promise<void> | undefined;
   return {
@@ -241,8 +313,14 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     metrics,
     handler: core,
     poolSnapshot: () => pool.snapshot(),
+    kafkaStarted: () => kafkaStarting?.then(() => (kafkaJoined ? undefined : new Promise<void>(() => undefined))) ?? Promise.resolve(),
     shutdown() {
-      shutdown ??= drain({ config, logger, admission, kafka, kafkaAdmin, core, http, writer, pool, factory, actionStore });
+      stopping = true;
+      shutdown ??= (async () => {
+        // A Kafka start under way finishes (or fails) first, so that what it started is stopped.
+        await kafkaStarting;
+        await drain({ config, logger, admission, kafka, kafkaAdmin, core, http, writer, pool, factory, actionStore });
+      })();
       return shutdown;
     },
   };
@@ -262,31 +340,54 @@ async function drain(parts: {
   actionStore: ActionStore;
 }): Promise<void> {
   const { config, logger, admission, kafka, core } = parts;
-  const step = async (what: string, work: () => Promise<unknown>) => {
+  const limits = SHUTDOWN_STEP_LIMITS_MS;
+  // Each step is bounded: one that hangs (a broker or engine that does not
+  // answer) is logged and left behind, and the shutdown goes on.
+  const step = async (what: string, limitMs: number, work: () => Promise<unknown>) => {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await work();
+      const finished = await Promise.race([
+        work().then(() => true),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), limitMs);
+        }),
+      ]);
+      if (!finished) logger.error({ limitMs }, `shutdown: ${what} did not finish within ${limitMs} ms; going on`);
     } catch (error) {
       logger.error({ err: error }, `shutdown: ${what} failed`);
+    } finally {
+      clearTimeout(timer);
     }
   };
-  logger.info({ inFlight: core.inFlight() }, 'draining: refusing new activations');
+  const boundMs = shutdownBoundMs(config.drainTimeoutMs);
+  logger.info({ inFlight: core.inFlight(), drainTimeoutMs: config.drainTimeoutMs, boundMs }, 'draining: refusing new activations');
   admission.startDraining();
-  await step('stopping Kafka intake', async () => kafka?.stopIntake());
+  await step('stopping Kafka intake', limits.kafkaIntake, async () => kafka?.stopIntake());
   const idle = await core.whenIdle(config.drainTimeoutMs);
-  if (!idle) logger.warn({ inFlight: core.inFlight(), drainTimeoutMs: config.drainTimeoutMs }, 'drain timed out');
+  if (!idle) {
+    // Waiting longer would hold the controllers' callers for as long as the
+    // slowest action; they get an explicit system error instead, now.
+    const ended = core.abortInFlight(`drain timeout of ${config.drainTimeoutMs} ms exceeded`);
+    logger.warn({ ended, drainTimeoutMs: config.drainTimeoutMs }, 'drain timed out: ending the activations in flight as system errors');
+    if (!(await core.whenIdle(limits.endInFlight))) {
+      logger.error({ inFlight: core.inFlight(), limitMs: limits.endInFlight }, 'shutdown: activations still finishing after being ended; going on');
+    }
+  }
   // Kafka completions go out after the core answers; let those sends settle.
-  if (idle) await step('sending Kafka completions', async () => kafka?.feed.whenIdle());
-  await step('closing the HTTP server', () => parts.http.close());
-  await step('closing Kafka', async () => {
+  await step('sending Kafka completions', limits.kafkaCompletions, async () => kafka?.feed.whenIdle());
+  await step('closing the HTTP server', limits.httpClose, () => parts.http.close({ forceAfterMs: limits.httpClose - 1000 }));
+  await step('closing Kafka', limits.kafkaClose, async () => {
     await parts.kafkaAdmin?.disconnect();
     await kafka?.close();
   });
-  await step('flushing activation records', async () => {
-    const result = await parts.writer.close({ timeoutMs: 10_000 });
+  await step('flushing activation records', limits.recordFlush, async () => {
+    const result = await parts.writer.close({ timeoutMs: limits.recordFlush - 1000 });
     logger.info({ result }, 'activation records flushed');
   });
-  await step('removing containers', async () => {
-    await parts.pool.close();
+  await step('removing containers', limits.containerRemoval, async () => {
+    // Nothing is in flight any more; a lease still held belongs to an
+    // activation ended above whose container is still running: remove it.
+    await parts.pool.drain(0);
     await parts.factory.removeInvokerContainers();
   });
   parts.actionStore.close();
@@ -319,7 +420,7 @@ function timedHandler(core: ActivationHandler, metrics: InvokerMetrics): Activat
   };
 }
 
-async function check(name: string, probe: () => Promise<unknown>): Promise<HealthCheckResult> {
+async function check(name: string, probe: () => Promise<unknown>, optional = false): Promise<HealthCheckResult> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
@@ -330,7 +431,7 @@ async function check(name: string, probe: () => Promise<unknown>): Promise<Healt
     ]);
     return { name, ok: true };
   } catch (error) {
-    return { name, ok: false, detail: (error as Error).message };
+    return { name, ok: false, detail: (error as Error).message, ...(optional ? { optional } : {}) };
   } finally {
     clearTimeout(timer);
   }

@@ -10,9 +10,23 @@
  *     "stemCells": [{"initialCount": 2, "memory": "256 MB"}]}]},
  *    "blackboxes": [{"prefix": "openwhisk", "name": "dockerskeleton", "tag": "nightly"}]}
  *
- * Fields we do not act on (`attached`, `requireMain`, `reactive` stem-cell
- * scaling) are accepted and, where cheap, type-checked, but not interpreted:
- * prewarming here is a fixed count per (kind, memory).
+ * The rules are upstream's (common/scala/.../core/entity/ExecManifest.scala,
+ * Size.scala), so a manifest upstream accepts loads here and one it refuses
+ * is refused here, resolved the same way:
+ *
+ * - every family needs exactly one default kind, except a family of a single
+ *   kind, which is its own default; a family of several kinds and no default,
+ *   an empty family and a family of several defaults are refused;
+ * - `<family>:default` resolves to that default when `<family>` is `[a-z0-9]+`
+ *   (upstream's `defaultSplitter`); any other kind is looked up as written;
+ * - a stem cell needs `initialCount` (or the older `count`) > 0 and `memory`,
+ *   a byte size in any unit (`"256 MB"`, `"300000 KB"`, `"1g"`); `reactive`
+ *   is validated as upstream validates it (counts, `ttl` a duration), then
+ *   ignored: prewarming here is a fixed count per (kind, memory);
+ * - `runtimes` and `blackboxes` may be absent; unknown fields are ignored.
+ *
+ * Fields we do not act on (`attached`, `requireMain`, `sentinelledLogs`,
+ * `deprecated` beyond reporting it) are type-checked and kept.
  */
 import { readFile } from 'node:fs/promises';
 
@@ -25,7 +39,18 @@ export const DEFAULT_NODEJS_KIND = 'nodejs:20';
 export interface StemCell {
   /** Containers to keep prewarmed. */
   count: number;
+  /**
+   * Memory in whole MiB (upstream `ByteSize.toMB`, rounded down): the
+   * container's limit and what the pool accounts for it.
+   */
   memoryMb: number;
+  /**
+   * The size exactly as configured. Upstream hands a prewarmed container to
+   * an action only when this equals the action's memory limit (ByteSize
+   * equality), so a stem cell that is not a whole number of MiB is created
+   * but never used, as upstream's is.
+   */
+  memoryBytes: number;
 }
 
 export interface RuntimeKind {
@@ -37,6 +62,9 @@ export interface RuntimeKind {
   image: string;
   default: boolean;
   deprecated: boolean;
+  /** The manifest's `attached`: upstream stores the code of this kind as an attachment (always, for upstream's kinds). */
+  attached: boolean;
+  requireMain: boolean;
   stemCells: readonly StemCell[];
 }
 
@@ -45,6 +73,8 @@ export interface StemCellTarget {
   kind: string;
   image: string;
   memoryMb: number;
+  /** See StemCell.memoryBytes. */
+  memoryBytes: number;
   count: number;
 }
 
@@ -133,27 +163,75 @@ function optionalBoolean(value: Json, path: string): boolean {
   return value;
 }
 
+const MIB = 1024 * 1024;
+
 /**
- * `"256 MB"` -> 256 (MiB), upstream's size pattern and 1024-based units. The
- * pool accounts in whole MiB, so a size that is not a whole number of MiB is
- * refused rather than silently rounded.
+ * Upstream `ByteSize.fromString`: `"256 MB"`, `"256m"`, `"300000 KB"`, `"1g"`,
+ * `"1024 B"` (the whole string, case-insensitive, 1024-based units) -> bytes.
  */
-export function parseMemoryMb(value: Json, path: string): number {
+export function parseByteSize(value: Json, path: string): number {
   const text = asString(value, path);
-  // Upstream's ByteSize pattern, whole string. Anchored, no nested
-  // quantifiers: linear; the length cap keeps error messages short.
+  // Upstream's pattern, whole string. Anchored, no nested quantifiers:
+  // linear; the length cap keeps error messages short.
   const match = text.length <= 64 ? /^\s?(\d+)\s?(GB|MB|KB|B|G|M|K)\s?$/i.exec(text) : null;
   if (match === null) {
     return fail(path, `${JSON.stringify(text.slice(0, 64))}: expected a size such as "256 MB" (units B, K[B], M[B], G[B])`);
   }
   const unit = (match[2] ?? 'B').charAt(0).toUpperCase();
-  const bytes = Number(match[1]) * (unit === 'G' ? 1024 ** 3 : unit === 'M' ? 1024 ** 2 : unit === 'K' ? 1024 : 1);
+  const bytes = Number(match[1]) * (unit === 'G' ? 1024 ** 3 : unit === 'M' ? MIB : unit === 'K' ? 1024 : 1);
   if (!Number.isSafeInteger(bytes)) return fail(path, `${JSON.stringify(text)}: size too large`);
-  const mib = 1024 * 1024;
-  if (bytes % mib !== 0) return fail(path, `${JSON.stringify(text)} is not a whole number of MiB`);
-  if (bytes === 0) return fail(path, 'memory must be greater than 0');
-  return bytes / mib;
+  return bytes;
 }
+
+/**
+ * A stem cell's memory: the exact bytes and whole MiB (rounded down, as
+ * upstream's `toMB` does for the container's memory limit). Less than 1 MiB
+ * would be a container limit of 0 (no limit at all to Docker) and is refused.
+ */
+export function parseStemCellMemory(value: Json, path: string): { memoryMb: number; memoryBytes: number } {
+  const memoryBytes = parseByteSize(value, path);
+  const memoryMb = Math.floor(memoryBytes / MIB);
+  if (memoryMb < 1) return fail(path, `${JSON.stringify(value)} is less than 1 MB, which would leave the container without a memory limit`);
+  return { memoryMb, memoryBytes };
+}
+
+/**
+ * `"256 MB"` -> 256 (MiB), for settings the pool takes in whole MiB: a size
+ * that is not a whole number of MiB is refused rather than rounded.
+ */
+export function parseMemoryMb(value: Json, path: string): number {
+  const bytes = parseByteSize(value, path);
+  if (bytes % MIB !== 0) return fail(path, `${JSON.stringify(value)} is not a whole number of MiB`);
+  if (bytes === 0) return fail(path, 'memory must be greater than 0');
+  return bytes / MIB;
+}
+
+/**
+ * A Scala `Duration` string as upstream's `ttl` takes it (`"2 minutes"`,
+ * `"30 s"`, `"1.5 hours"`, `"100ms"`) -> milliseconds.
+ */
+export function parseDurationMs(value: Json, path: string): number {
+  const text = asString(value, path);
+  const match = text.length <= 64 ? /^\s*(\d+(?:\.\d+)?)\s*([a-zµ]+)\s*$/i.exec(text) : null;
+  const unit = match === null ? undefined : DURATION_UNITS[(match[2] ?? '').toLowerCase()];
+  if (match === null || unit === undefined) {
+    return fail(path, `${JSON.stringify(text.slice(0, 64))}: expected a duration such as "2 minutes" (units d, h, min, s, ms, us, ns and their long forms)`);
+  }
+  return Number(match[1]) * unit;
+}
+
+const DURATION_UNITS: Record<string, number> = (() => {
+  const units: Record<string, number> = {};
+  const add = (ms: number, ...names: string[]) => names.forEach((n) => (units[n] = ms));
+  add(86_400_000, 'd', 'day', 'days');
+  add(3_600_000, 'h', 'hour', 'hours');
+  add(60_000, 'min', 'mins', 'minute', 'minutes');
+  add(1000, 's', 'sec', 'secs', 'second', 'seconds');
+  add(1, 'ms', 'milli', 'millis', 'millisecond', 'milliseconds');
+  add(0.001, 'us', 'µs', 'micro', 'micros', 'microsecond', 'microseconds');
+  add(0.000001, 'ns', 'nano', 'nanos', 'nanosecond', 'nanoseconds');
+  return units;
+})();
 
 /** Upstream `ImageName`: `registry/prefix/name:tag`, every part but the name optional. */
 function parseImage(value: Json, path: string): string {
@@ -167,25 +245,60 @@ function parseImage(value: Json, path: string): string {
   return tag === undefined || tag === '' ? repository : `${repository}:${tag}`;
 }
 
+function integer(value: Json, path: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+    return fail(path, `expected an integer, got ${describe(value)}${typeof value === 'number' ? ` ${value}` : ''}`);
+  }
+  return value;
+}
+
+/** Upstream ExecManifest.StemCell and ReactivePrewarmingConfig, with their `require`s. */
 function parseStemCell(value: Json, path: string): StemCell {
   const cell = asObject(value, path);
   // Current upstream writes `initialCount`; older manifests wrote `count`.
   const countKey = cell.initialCount !== undefined ? 'initialCount' : 'count';
-  const count = cell[countKey];
-  if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
-    return fail(`${path}.${countKey}`, `expected a non-negative integer, got ${describe(count)}${typeof count === 'number' ? ` ${count}` : ''}`);
+  if (cell[countKey] === undefined) fail(`${path}.initialCount`, 'is required (stem cells need initialCount and memory)');
+  if (cell.memory === undefined) fail(`${path}.memory`, 'is required (stem cells need initialCount and memory)');
+  const count = integer(cell[countKey], `${path}.${countKey}`);
+  if (count <= 0) fail(`${path}.${countKey}`, `must be positive, got ${count}`);
+  const memory = parseStemCellMemory(cell.memory, `${path}.memory`);
+  if (cell.reactive !== undefined && cell.reactive !== null) {
+    const r = asObject(cell.reactive, `${path}.reactive`);
+    const at = (key: string) => `${path}.reactive.${key}`;
+    for (const key of ['minCount', 'maxCount', 'ttl', 'threshold', 'increment']) {
+      if (r[key] === undefined) fail(at(key), 'is required');
+    }
+    const minCount = integer(r.minCount, at('minCount'));
+    const maxCount = integer(r.maxCount, at('maxCount'));
+    const ttlMs = parseDurationMs(r.ttl, at('ttl'));
+    const threshold = integer(r.threshold, at('threshold'));
+    const increment = integer(r.increment, at('increment'));
+    if (!(minCount >= 0 && minCount <= maxCount)) fail(at('minCount'), `must be at least 0 and at most maxCount (${maxCount}), got ${minCount}`);
+    if (maxCount <= 0) fail(at('maxCount'), `must be positive, got ${maxCount}`);
+    if (!(Math.trunc(ttlMs) > 0)) fail(at('ttl'), `must be positive, got ${JSON.stringify(r.ttl)}`);
+    if (threshold <= 0) fail(at('threshold'), `must be positive, got ${threshold}`);
+    if (!(increment > 0 && increment <= maxCount)) fail(at('increment'), `must be positive and at most maxCount (${maxCount}), got ${increment}`);
   }
-  const memoryMb = parseMemoryMb(cell.memory, `${path}.memory`);
-  if (cell.reactive !== undefined) asObject(cell.reactive, `${path}.reactive`);
-  return { count, memoryMb };
+  return { count, ...memory };
+}
+
+function optionalObject(value: Json, path: string): boolean {
+  if (value === undefined || value === null) return false;
+  asObject(value, path);
+  return true;
 }
 
 function parseKind(value: Json, family: string, path: string): RuntimeKind {
   const entry = asObject(value, path);
   const kind = asNonEmptyString(entry.kind, `${path}.kind`);
-  if (kind.endsWith(':default')) fail(`${path}.kind`, `"${kind}": ":default" is reserved for resolving a family's default kind`);
   const image = parseImage(entry.image, `${path}.image`);
-  if (entry.attached !== undefined) asObject(entry.attached, `${path}.attached`);
+  const attached = optionalObject(entry.attached, `${path}.attached`);
+  if (attached) {
+    const a = entry.attached as Record<string, Json>;
+    asString(a.attachmentName, `${path}.attached.attachmentName`);
+    asString(a.attachmentType, `${path}.attached.attachmentType`);
+  }
+  optionalBoolean(entry.sentinelledLogs, `${path}.sentinelledLogs`);
   const stemCells =
     entry.stemCells === undefined || entry.stemCells === null
       ? []
@@ -196,6 +309,8 @@ function parseKind(value: Json, family: string, path: string): RuntimeKind {
     image,
     default: optionalBoolean(entry.default, `${path}.default`),
     deprecated: optionalBoolean(entry.deprecated, `${path}.deprecated`),
+    attached,
+    requireMain: optionalBoolean(entry.requireMain, `${path}.requireMain`),
     stemCells,
   };
 }
@@ -214,13 +329,16 @@ export function parseRuntimeManifest(input: string | Json, source = 'manifest'):
     }
   }
   const top = asObject(root, source);
-  const runtimes = asObject(top.runtimes, `${source}.runtimes`);
+  // Upstream reads a manifest without `runtimes` as one without kinds.
+  const runtimes = top.runtimes === undefined || top.runtimes === null ? {} : asObject(top.runtimes, `${source}.runtimes`);
 
   const kinds = new Map<string, RuntimeKind>();
   const defaults = new Map<string, RuntimeKind>();
   for (const [family, list] of Object.entries(runtimes)) {
     const familyPath = `${source}.runtimes.${family}`;
-    asArray(list, familyPath).forEach((value, i) => {
+    const entries = asArray(list, familyPath);
+    const members: RuntimeKind[] = [];
+    entries.forEach((value, i) => {
       const path = `${familyPath}[${i}]`;
       const kind = parseKind(value, family, path);
       const existing = kinds.get(kind.kind);
@@ -233,7 +351,15 @@ export function parseRuntimeManifest(input: string | Json, source = 'manifest'):
         defaults.set(family, kind);
       }
       kinds.set(kind.kind, kind);
+      members.push(kind);
     });
+    // Upstream Runtimes.defaultRuntimes: a lone kind is its family's default;
+    // several kinds need one marked `default: true`.
+    if (!defaults.has(family)) {
+      const only = members[0];
+      if (members.length === 1 && only !== undefined) defaults.set(family, only);
+      else fail(familyPath, members.length === 0 ? `family "${family}" has no kinds, so no default` : `family "${family}" has multiple versions, but no default`);
+    }
   }
 
   const blackboxes =
@@ -249,13 +375,12 @@ function createManifest(
   defaults: ReadonlyMap<string, RuntimeKind>,
   blackboxes: readonly string[],
 ): RuntimeManifest {
+  // Upstream Runtimes.resolveDefaultRuntime: `<family>:default` (family
+  // `[a-z0-9]+`) goes to the family's default, anything else is looked up as is.
   const resolveKind = (kind: string): RuntimeKind => {
-    const direct = kinds.get(kind);
-    if (direct !== undefined) return direct;
-    if (kind.endsWith(':default')) {
-      const found = defaults.get(kind.slice(0, -':default'.length));
-      if (found !== undefined) return found;
-    }
+    const family = /^([a-z0-9]+):default$/.exec(kind)?.[1];
+    const found = family !== undefined ? defaults.get(family) : kinds.get(kind);
+    if (found !== undefined) return found;
     throw new UnknownKindError(kind, [...kinds.keys()]);
   };
   return {
@@ -268,10 +393,10 @@ function createManifest(
       for (const runtime of kinds.values()) {
         for (const cell of runtime.stemCells) {
           if (cell.count === 0) continue;
-          const key = `${runtime.kind}\u0000${cell.memoryMb}`;
+          const key = `${runtime.kind}\u0000${cell.memoryBytes}`;
           const existing = targets.get(key);
           if (existing !== undefined) existing.count += cell.count;
-          else targets.set(key, { kind: runtime.kind, image: runtime.image, memoryMb: cell.memoryMb, count: cell.count });
+          else targets.set(key, { kind: runtime.kind, image: runtime.image, memoryMb: cell.memoryMb, memoryBytes: cell.memoryBytes, count: cell.count });
         }
       }
       return [...targets.values()];
@@ -295,8 +420,8 @@ export interface DefaultManifestOptions {
   image?: string;
   /** Image of `nodejs:24`; default DEFAULT_NODEJS24_IMAGE (built by this project). */
   nodejs24Image?: string;
-  /** Prewarm targets for `nodejs:20`; default one container of 256 MiB. */
-  stemCells?: readonly StemCell[];
+  /** Prewarm targets for `nodejs:20`; default one container of 256 MiB. Count 0 is allowed here (no prewarming). */
+  stemCells?: readonly Pick<StemCell, 'count' | 'memoryMb'>[];
 }
 
 /**
@@ -309,7 +434,7 @@ export function defaultRuntimeManifest(options: DefaultManifestOptions = {}): Ru
   const stemCells = (options.stemCells ?? [{ count: 1, memoryMb: 256 }]).map((cell, i) => {
     if (!Number.isSafeInteger(cell.count) || cell.count < 0) fail(`default.stemCells[${i}].count`, `expected a non-negative integer, got ${cell.count}`);
     if (!Number.isSafeInteger(cell.memoryMb) || cell.memoryMb <= 0) fail(`default.stemCells[${i}].memoryMb`, `expected a positive integer, got ${cell.memoryMb}`);
-    return { count: cell.count, memoryMb: cell.memoryMb };
+    return { count: cell.count, memoryMb: cell.memoryMb, memoryBytes: cell.memoryMb * MIB };
   });
   const nodejs: RuntimeKind = {
     kind: DEFAULT_NODEJS_KIND,
@@ -317,6 +442,8 @@ export function defaultRuntimeManifest(options: DefaultManifestOptions = {}): Ru
     image: options.image ?? DEFAULT_NODEJS_IMAGE,
     default: true,
     deprecated: false,
+    attached: true,
+    requireMain: false,
     stemCells,
   };
   const nodejs24: RuntimeKind = {
@@ -325,6 +452,8 @@ export function defaultRuntimeManifest(options: DefaultManifestOptions = {}): Ru
     image: options.nodejs24Image ?? DEFAULT_NODEJS24_IMAGE,
     default: false,
     deprecated: false,
+    attached: true,
+    requireMain: false,
     stemCells: [],
   };
   return createManifest(

@@ -6,6 +6,9 @@
  * rootControllerIndex, blocking, content?, initArgs, lockedArgs, cause?,
  * traceContext?. Optional fields are left out when absent; `revision` is
  * required but may be null (the health-test action has none).
+ *
+ * `content` is kept as its source text (raw-json.ts) and written back, and
+ * into the /run body, exactly as received.
  */
 import { optActivationId, reqActivationId } from './activation-id.js';
 import {
@@ -13,23 +16,25 @@ import {
   writeControllerInstanceId,
   type ControllerInstanceId,
 } from './instance-ids.js';
-import type { JsonObject, JsonValue } from './json.js';
+import type { JsonObject } from './json.js';
 import {
   asObject,
   fail,
-  optObject,
   optString,
   optStringMap,
-  parseRootObject,
+  parseText,
+  rootObject,
   reqBoolean,
   reqName,
   reqObject,
   reqString,
   reqStringArray,
   reqStringMap,
+  rejectNonFiniteNumbers,
   type WireInput,
 } from './json-read.js';
 import { quote, writeStringArray, writeValue } from './json-write.js';
+import { memberText, RawJson } from './raw-json.js';
 import { transactionIdFromJson, writeTransactionId, type TransactionId } from './transaction-id.js';
 
 /** `{path, name, version?, binding?}`; `path` may include a package: `guest/pkg`. */
@@ -64,11 +69,13 @@ export interface ActivationMessage {
   rootControllerIndex: ControllerInstanceId;
   blocking: boolean;
   /**
-   * The action's parameters; absent for e.g. the health-test action. An
-   * array when a sequence hands an array result on to its next component
-   * (upstream: a JsObject or a JsArray).
+   * The action's parameters as their exact JSON text: usually an object, an
+   * array when a sequence component returned one (upstream passes it on as
+   * the /run `value`), in principle any JSON value. Absent for e.g. the
+   * health-test action; `null` on the wire reads as absent, as upstream's
+   * reader has it.
    */
-  content?: JsonObject | JsonValue[];
+  content?: RawJson;
   /** Parameter names sent to /init as environment instead of to /run. */
   initArgs: string[];
   /** Parameter name -> encryption scheme or key name of encrypted values in `content`. */
@@ -135,9 +142,11 @@ export function storesActivations(user: Identity): boolean {
 /**
  * Validates an already parsed JSON value (e.g. a body parsed by the HTTP
  * framework). Prefer parseActivationMessage on the raw bytes: only it can
- * enforce the nesting and number-range limits of json-read.ts.
+ * enforce the nesting and number-range limits of json-read.ts, and keep the
+ * numbers of `content` exact. `source`: the JSON text `value` was parsed
+ * from, where `content` is then taken from verbatim.
  */
-export function activationMessageFromJson(value: unknown, path: string = P): ActivationMessage {
+export function activationMessageFromJson(value: unknown, path: string = P, source?: string): ActivationMessage {
   const o = asObject(value, path);
   const revision = o['revision'];
   if (revision !== null && typeof revision !== 'string') {
@@ -155,9 +164,11 @@ export function activationMessageFromJson(value: unknown, path: string = P): Act
     initArgs: o['initArgs'] === undefined ? [] : reqStringArray(o, 'initArgs', path),
     lockedArgs: o['lockedArgs'] === undefined ? {} : reqStringMap(o, 'lockedArgs', path),
   };
-  const rawContent = o['content'];
-  const content = Array.isArray(rawContent) ? rawContent : optObject(o, 'content', path);
-  if (content !== undefined) msg.content = content;
+  const content = o['content'];
+  if (content !== undefined && content !== null) {
+    const text = source === undefined ? undefined : memberText(source, 'content');
+    msg.content = text === undefined ? RawJson.of(content) : RawJson.trusted(text);
+  }
   const cause = optActivationId(o, 'cause', path);
   if (cause !== undefined) msg.cause = cause;
   const traceContext = optStringMap(o, 'traceContext', path);
@@ -166,7 +177,11 @@ export function activationMessageFromJson(value: unknown, path: string = P): Act
 }
 
 export function parseActivationMessage(input: WireInput): ActivationMessage {
-  return activationMessageFromJson(parseRootObject(input, P), P);
+  const { text, value } = parseText(input, P);
+  const o = rootObject(value, P);
+  // Numbers in content stay text, so any size is fine there; elsewhere they must fit a double.
+  rejectNonFiniteNumbers(text, o, P, 'content');
+  return activationMessageFromJson(o, P, text);
 }
 
 export function serializeActivationMessage(m: ActivationMessage): string {
@@ -175,7 +190,7 @@ export function serializeActivationMessage(m: ActivationMessage): string {
     `,"revision":${m.revision === null ? 'null' : quote(m.revision)},"user":${writeIdentity(m.user)}` +
     `,"activationId":${quote(m.activationId)},"rootControllerIndex":${writeControllerInstanceId(m.rootControllerIndex)}` +
     `,"blocking":${m.blocking ? 'true' : 'false'}`;
-  if (m.content !== undefined) out += `,"content":${writeValue(m.content)}`;
+  if (m.content !== undefined) out += `,"content":${m.content.text}`;
   out += `,"initArgs":${writeStringArray(m.initArgs)},"lockedArgs":${writeValue(m.lockedArgs)}`;
   if (m.cause !== undefined) out += `,"cause":${quote(m.cause)}`;
   if (m.traceContext !== undefined) out += `,"traceContext":${writeValue(m.traceContext)}`;

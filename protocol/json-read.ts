@@ -55,6 +55,17 @@ export const MAX_JSON_DEPTH = 1000;
  * pathological input) become ProtocolParseError `<type>: invalid JSON: ...`.
  */
 export function parseRoot(input: WireInput, type: string): JsonValue {
+  const { text, value } = parseText(input, type);
+  rejectNonFiniteNumbers(text, value, type);
+  return value;
+}
+
+/**
+ * parseRoot without the number-range check, returning the decoded text too,
+ * for parsers that keep part of a document as text (see raw-json.ts) and
+ * check the numbers of the rest with rejectNonFiniteNumbers.
+ */
+export function parseText(input: WireInput, type: string): { text: string; value: JsonValue } {
   if (typeof input !== 'string' && !(input instanceof Uint8Array)) {
     return fail(type, `expected a string or bytes, got ${describe(input)}`);
   }
@@ -71,15 +82,29 @@ export function parseRoot(input: WireInput, type: string): JsonValue {
   if (text.length > 2 * MAX_JSON_DEPTH && nestedDeeperThan(text, MAX_JSON_DEPTH)) {
     return fail(type, `JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
   }
-  // A number beyond the double range parses as Infinity and would be written
-  // back as null: the action would get a different value than was sent. To
-  // overflow, a number needs a 3-digit positive exponent, or at least 210
-  // integer digits (308 minus a 2-digit exponent), so cheap text checks
-  // decide whether the parsed value needs walking at all.
-  if ((MAYBE_OVERFLOWING_EXPONENT.test(text) || hasDigitRun(text, 200)) && hasNonFiniteNumber(value)) {
-    return fail(type, 'JSON number out of range');
+  return { text, value };
+}
+
+/**
+ * A number beyond the double range parses as Infinity and would be written
+ * back as null: the reader would get a different value than was sent. To
+ * overflow, a number needs a 3-digit positive exponent, or at least 210
+ * integer digits (308 minus a 2-digit exponent), so cheap text checks
+ * decide whether the parsed value needs walking at all. `exceptKey`: a
+ * top-level member the caller keeps as text, where any number is fine.
+ */
+export function rejectNonFiniteNumbers(text: string, value: JsonValue, type: string, exceptKey?: string): void {
+  if (!MAYBE_OVERFLOWING_EXPONENT.test(text) && !hasDigitRun(text, 200)) return;
+  let found: boolean;
+  if (exceptKey !== undefined && isObject(value)) {
+    found = false;
+    for (const key in value) {
+      if (key !== exceptKey && hasNonFiniteNumber(value[key] as JsonValue)) found = true;
+    }
+  } else {
+    found = hasNonFiniteNumber(value);
   }
-  return value;
+  if (found) fail(type, 'JSON number out of range');
 }
 
 // The exponent ends its number, so it is followed by , } ] or whitespace;
@@ -165,7 +190,11 @@ function nestedDeeperThan(text: string, max: number): boolean {
 
 /** parseRoot, and the document must be a JSON object. */
 export function parseRootObject(input: WireInput, type: string): JsonObject {
-  const value = parseRoot(input, type);
+  return rootObject(parseRoot(input, type), type);
+}
+
+/** The parsed document, which must be a JSON object. */
+export function rootObject(value: JsonValue, type: string): JsonObject {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return fail(type, `expected a JSON object, got ${describe(value)}`);
   }

@@ -1,7 +1,8 @@
 /**
  * Writing helpers. Serializers build their output by string concatenation in
- * an explicit field order (upstream's declaration order) and only hand nested
- * free-form values to JSON.stringify: that is what makes the output byte-exact
+ * an explicit field order (upstream's declaration order; upstream itself
+ * writes keys sorted, see README.md) and only hand nested free-form values to
+ * JSON.stringify: that keeps the output stable (serialize(parse(x)) === x)
  * and faster than building an intermediate object.
  */
 import type { JsonObject, JsonValue } from './json.js';

@@ -1,7 +1,9 @@
 /**
- * JSON values as `JSON.parse` produces them. Free-form payloads (action
- * parameters, results, user limits, annotation values) are carried as these,
- * untouched, and written back with JSON.stringify.
+ * JSON values as `JSON.parse` produces them. Free-form payloads (results,
+ * user limits, annotation values) are carried as these, untouched, and
+ * written back with JSON.stringify. Action parameters (ActivationMessage
+ * `content`) are not: they stay text (raw-json.ts), so none of the
+ * differences below applies to them.
  *
  * Known differences from upstream's spray-json (BigDecimal numbers, ordered
  * maps), inherent to JavaScript values:

@@ -22,8 +22,8 @@
 import { Buffer } from 'node:buffer';
 import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import type { ActivationMessage } from './activation-message.js';
-import type { JsonObject, JsonValue } from './json.js';
-import { setOwn } from './json-write.js';
+import type { JsonValue } from './json.js';
+import { RawJson } from './raw-json.js';
 
 export const AES_128 = 'aes-128';
 export const AES_256 = 'aes-256';
@@ -124,46 +124,50 @@ export class ParameterDecryptor {
    * be a ciphertext) and the "noop" scheme pass through unchanged.
    */
   decryptValue(param: string, keyName: string, value: JsonValue): JsonValue {
-    const key = this.#keys.get(keyName);
-    if (key === undefined) {
-      if (keyName === NO_ENCRYPTION) return value;
-      throw new ParameterDecryptionError(param, keyName, 'no key with this name is configured');
-    }
-    if (typeof value !== 'string') return value;
-    return decryptWith(param, keyName, key, value);
+    return JSON.parse(this.decryptText(param, keyName, JSON.stringify(value))) as JsonValue;
   }
 
   /**
-   * `content` with every locked argument decrypted, as a new object in the
-   * same key order; `content` itself is not modified. Returns `content` as is
-   * when nothing is locked.
+   * decryptValue on JSON text: the JSON text of the decrypted value (the
+   * plaintext, as the controller encrypted it, so its numbers stay exact),
+   * or `text` itself when it is not a string or the scheme is "noop".
    */
-  decryptContent(content: JsonObject | undefined, lockedArgs: Readonly<Record<string, string>>): JsonObject | undefined {
-    if (content === undefined) return undefined;
-    let locked = false;
-    for (const param in lockedArgs) {
-      if (Object.hasOwn(content, param)) {
-        locked = true;
-        break;
-      }
+  decryptText(param: string, keyName: string, text: string): string {
+    const key = this.#keys.get(keyName);
+    if (key === undefined) {
+      if (keyName === NO_ENCRYPTION) return text;
+      throw new ParameterDecryptionError(param, keyName, 'no key with this name is configured');
     }
-    if (!locked) return content;
-    const out: JsonObject = {};
-    for (const param in content) {
-      const value = content[param] as JsonValue;
-      const keyName = Object.hasOwn(lockedArgs, param) ? lockedArgs[param] : undefined;
-      setOwn(out, param, keyName === undefined ? value : this.decryptValue(param, keyName, value));
+    if (text.charCodeAt(0) !== 34) return text;
+    return decryptWith(param, keyName, key, JSON.parse(text) as string);
+  }
+
+  /**
+   * `content` with every locked argument decrypted, members in the same
+   * order; `content` itself is not modified. Returns `content` as is when
+   * nothing is locked, and when it is not an object (upstream's
+   * unlockArguments keeps an array as it is).
+   */
+  decryptContent(content: RawJson | undefined, lockedArgs: Readonly<Record<string, string>>): RawJson | undefined {
+    const members = content?.members();
+    if (members === undefined) return content;
+    if (!members.some((m) => Object.hasOwn(lockedArgs, m.key))) return content;
+    let out = '{';
+    for (const m of members) {
+      const keyName = Object.hasOwn(lockedArgs, m.key) ? lockedArgs[m.key] : undefined;
+      out += `${out.length > 1 ? ',' : ''}${m.keyText}:${keyName === undefined ? m.text : this.decryptText(m.key, keyName, m.text)}`;
     }
-    return out;
+    return RawJson.trusted(`${out}}`);
   }
 
   /** The message's content with its locked arguments decrypted. */
-  decryptMessage(msg: ActivationMessage): JsonObject | JsonValue[] | undefined {
-    return Array.isArray(msg.content) ? msg.content : this.decryptContent(msg.content, msg.lockedArgs);
+  decryptMessage(msg: ActivationMessage): RawJson | undefined {
+    return this.decryptContent(msg.content, msg.lockedArgs);
   }
 }
 
-function decryptWith(param: string, keyName: string, key: PreparedKey, text: string): JsonValue {
+/** Decrypts one value; returns the plaintext, checked to be JSON. */
+function decryptWith(param: string, keyName: string, key: PreparedKey, text: string): string {
   if (!BASE64.test(text)) throw new ParameterDecryptionError(param, keyName, 'value is not valid base64');
   const data = Buffer.from(text, 'base64');
   if (data.length < HEADER_LENGTH) throw new ParameterDecryptionError(param, keyName, 'value too short');
@@ -189,11 +193,13 @@ function decryptWith(param: string, keyName: string, key: PreparedKey, text: str
     });
   }
   try {
-    return JSON.parse(plaintext) as JsonValue;
+    // Parsed only to check it: the text itself is what the action gets.
+    JSON.parse(plaintext);
   } catch {
     // No cause: the JSON error message would quote the plaintext.
     throw new ParameterDecryptionError(param, keyName, 'decrypted value is not JSON');
   }
+  return plaintext.trim();
 }
 
 /**

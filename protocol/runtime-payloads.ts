@@ -6,12 +6,19 @@
  *   /run  {"value":{<content minus initArgs>},<authkey fields>,"namespace",
  *          "action_name","action_version","activation_id","transaction_id","deadline"}
  *
- * Both are built as JSON text: the /run body is on the hot path.
+ * Both are built as JSON text: the /run body is on the hot path. The
+ * parameters are spliced in as the text they arrived as (raw-json.ts), so
+ * the action gets every value, numbers included, exactly as sent.
+ *
+ * Parameters that are not an object (an array, passed on by a sequence)
+ * become the /run `value` as they are and give /init no environment, as
+ * upstream's ContainerProxy.partitionArguments does; none means `{}`.
  */
 import { ANNOTATION_PROVIDE_API_KEY, isTruthy, type Annotation } from './annotations.js';
 import { qualifiedNameWithLeadingSlash, type ActivationMessage } from './activation-message.js';
 import type { JsonObject, JsonValue } from './json.js';
 import { quote, setOwn, writeValue } from './json-write.js';
+import { omitMembers, rawEnvString, type RawJson } from './raw-json.js';
 
 /** What the payloads need to know about the action being run. */
 export interface RuntimeAction {
@@ -36,7 +43,7 @@ export interface RuntimeCall {
    * (ParameterDecryptor.decryptMessage), or `msg.content` when none are locked.
    * Taken separately so that encrypted values can never reach a container by accident.
    */
-  content: JsonObject | JsonValue[] | undefined;
+  content: RawJson | undefined;
   action: RuntimeAction;
   /** Epoch ms by which the call must be done (now + timeout). */
   deadline: number;
@@ -47,7 +54,7 @@ export function providesApiKey(annotations: readonly Annotation[]): boolean {
   return isTruthy(annotations, ANNOTATION_PROVIDE_API_KEY, true);
 }
 
-/** Environment values are strings: strings as is, null as "", everything else as compact JSON. */
+/** Environment values are strings: strings as is, null as "", everything else as compact JSON (for JavaScript values; parameters go through rawEnvString). */
 export function envString(value: JsonValue): string {
   if (typeof value === 'string') return value;
   if (value === null) return '';
@@ -62,9 +69,11 @@ function actionVersion(call: RuntimeCall): string | undefined {
 export function initBody(call: RuntimeCall): string {
   const { msg, content, action } = call;
   const env: JsonObject = {};
-  if (content !== undefined && !Array.isArray(content) && msg.initArgs.length > 0) {
-    for (const key in content) {
-      if (msg.initArgs.includes(key)) setOwn(env, key, envString(content[key] as JsonValue));
+  const members = msg.initArgs.length > 0 ? content?.members() : undefined;
+  if (members !== undefined) {
+    // Upstream's containerInitializer: numbers as BigDecimal.toString, objects as compactPrint.
+    for (const m of members) {
+      if (msg.initArgs.includes(m.key)) setOwn(env, m.key, rawEnvString(m.text));
     }
   }
   // The per-activation context comes last and wins over an init argument of
@@ -111,32 +120,10 @@ export function runBody(call: RuntimeCall): string {
   );
 }
 
-/** The parameters minus the init arguments, as JSON text. */
-function runValue(content: JsonObject | JsonValue[] | undefined, initArgs: readonly string[]): string {
+/** The parameters minus the init arguments, as JSON text: the received text itself when nothing is left out. */
+function runValue(content: RawJson | undefined, initArgs: readonly string[]): string {
   if (content === undefined) return '{}';
-  // An array (a sequence handing an array result on) goes to /run as is.
-  if (initArgs.length === 0 || Array.isArray(content)) return writeValue(content);
-  let out = '{';
-  let first = true;
-  for (const key in content) {
-    if (initArgs.includes(key)) continue;
-    const v = JSON.stringify(content[key]);
-    if (v === undefined) continue;
-    out += `${first ? '' : ','}${quote(key)}:${v}`;
-    first = false;
-  }
-  return out + '}';
-}
-
-/** Splits parameters the way the payloads do: init arguments (to /init env) and the rest (to /run). */
-export function splitArguments(
-  content: JsonObject | undefined,
-  initArgs: readonly string[],
-): { initParams: JsonObject; runParams: JsonObject } {
-  const initParams: JsonObject = {};
-  const runParams: JsonObject = {};
-  if (content !== undefined) {
-    for (const key in content) setOwn(initArgs.includes(key) ? initParams : runParams, key, content[key] as JsonValue);
-  }
-  return { initParams, runParams };
+  const text = content.text;
+  if (initArgs.length === 0 || text.charCodeAt(0) !== 123) return text === 'null' ? '{}' : text;
+  return omitMembers(text, initArgs);
 }

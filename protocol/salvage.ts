@@ -6,6 +6,7 @@
  * as the full parser; what is invalid is left out. Never throws.
  */
 import { isActivationId } from './activation-id.js';
+import { isEntityName, isNamespaceName, isRootedEntityPath } from './entity-names.js';
 import { controllerInstanceIdFromJson, type ControllerInstanceId } from './instance-ids.js';
 import type { JsonValue } from './json.js';
 import { transactionIdFromJson, type TransactionId } from './transaction-id.js';
@@ -53,15 +54,16 @@ export function salvageRejectedMessage(value: Uint8Array | null): SalvagedMessag
   if (typeof root['blocking'] === 'boolean') out.blocking = root['blocking'];
   const action = root['action'];
   if (isRecord(action)) {
-    if (isName(action['path'])) out.actionPath = action['path'];
-    if (isName(action['name'])) out.actionName = action['name'];
+    if (isRootedEntityPath(action['path'])) out.actionPath = action['path'];
+    if (isEntityName(action['name'])) out.actionName = action['name'];
     if (typeof action['version'] === 'string') out.version = action['version'];
   }
   const user = root['user'];
   if (isRecord(user)) {
     if (typeof user['subject'] === 'string') out.subject = user['subject'];
     const ns = user['namespace'];
-    if (isRecord(ns) && isName(ns['name'])) out.namespace = ns['name'];
+    // Only a namespace that may start a document id: the record is stored under it.
+    if (isRecord(ns) && isNamespaceName(ns['name'])) out.namespace = ns['name'];
   }
   return out;
 }
@@ -70,7 +72,3 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-// Entity names as the activation record's reader accepts them: non-empty strings.
-function isName(value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0 && value.length <= 256;
-}

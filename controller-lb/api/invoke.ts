@@ -9,6 +9,7 @@
 import {
   generateActivationId,
   isTruthy,
+  RawJson,
   type ActivationMessage,
   type ControllerInstanceId,
   type Identity,
@@ -20,7 +21,7 @@ import {
 import type { Logger } from '../../invoker/telemetry/logger.js';
 import type { ActionRecord } from '../action-store.js';
 import type { ActivationReader } from '../activation-store.js';
-import { LoadBalancerClosedError, type ActionSpec, type ActivationCompletion, type Published } from '../load-balancer.js';
+import { KafkaUnavailableError, LoadBalancerClosedError, type ActionSpec, type ActivationCompletion, type Published } from '../load-balancer.js';
 import { NoInvokersAvailableError } from '../scheduler.js';
 import { ApiError } from './errors.js';
 
@@ -114,7 +115,7 @@ export async function invokeAction(deps: InvokeDeps, identity: Identity, action:
     activationId: generateActivationId(),
     rootControllerIndex: deps.controller,
     blocking: options.blocking ?? waiting,
-    content: args.content,
+    content: RawJson.of(args.content),
     initArgs: args.initArgs,
     lockedArgs: args.lockedArgs,
     ...(options.cause !== undefined ? { cause: options.cause } : {}),
@@ -134,6 +135,11 @@ export async function invokeAction(deps: InvokeDeps, identity: Identity, action:
   try {
     published = deps.balancer.publish(spec, msg);
   } catch (error) {
+    if (error instanceof KafkaUnavailableError) {
+      // Would overflow to Kafka, which is down: upstream's overload text, and when to come back.
+      deps.logger.warn({ transid: options.transid.id, error: error.message }, 'activation refused');
+      throw new ApiError(503, 'System is overloaded, try again later.', { 'retry-after': String(error.retryAfterSeconds) });
+    }
     if (error instanceof NoInvokersAvailableError || error instanceof LoadBalancerClosedError) {
       deps.logger.warn({ transid: options.transid.id, error: error.message }, 'activation refused');
       // Upstream: LoadBalancerException -> terminate(ServiceUnavailable).

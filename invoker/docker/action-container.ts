@@ -5,16 +5,25 @@
  *
  * One activation at a time (concurrency 1):
  *   beginActivation() -> [init()] -> run() -> collectLogs()
- * With concurrency > 1, run() may be called several times at once and
- * collectLogs() returns no lines (see log-collector.ts for why).
+ * With concurrency > 1 the same, several at once, each call naming its
+ * activation (`activationId`): the runtime tags its lines per activation
+ * when it can (log-router.ts), otherwise such activations carry no logs.
  */
 
 import type { Readable } from 'node:stream';
 import type { Logger } from '../telemetry/logger.js';
 import { AttachDemuxer, AttachStreamError } from './attach-demuxer.js';
 import type { ContainerState, DockerEngine } from './docker-engine.js';
-import { LogCollector, type BeginActivationOptions, type CollectOptions, type LogCollection } from './log-collector.js';
+import {
+  LogCollector,
+  type ActivationLogs,
+  type BeginActivationOptions,
+  type CollectOptions,
+  type LogCollection,
+} from './log-collector.js';
 import { StampedLineReader, type LogClock } from './log-lines.js';
+import { TaggedLogRouter, type DroppedLogLines } from './log-router.js';
+import { MIN_TAGGED_LINE_BYTES } from './log-tags.js';
 import type { RuntimeClient, RuntimeResult } from './runtime-client.js';
 
 /** How long `inspectExit()` waits, by default, for a dying container to finish exiting. */
@@ -36,6 +45,10 @@ export interface ActionContainerParts {
   clock: LogClock;
   maxLineBytes: number;
   logger: Logger;
+  /** The key the runtime was asked to tag log lines with (`__OW_LOG_TAGS`); concurrent containers only. */
+  logTagKey?: string;
+  /** Told of every line of a concurrent container that reached no activation. */
+  droppedLogLines?: DroppedLogLines;
 }
 
 export class ActionContainer {
@@ -56,7 +69,8 @@ export class ActionContainer {
   private readonly engine: DockerEngine;
   private readonly runtime: RuntimeClient;
   private readonly output: Readable;
-  private readonly collector: LogCollector;
+  private readonly collector: ActivationLogs;
+  private readonly router: TaggedLogRouter | undefined;
   private readonly logger: Logger;
   private readonly exitedPromise: Promise<void>;
   private outputEnded = false;
@@ -74,8 +88,14 @@ export class ActionContainer {
     this.runtime = parts.runtime;
     this.output = parts.output;
     this.logger = parts.logger;
-    this.collector = new LogCollector(parts.clock, parts.concurrency > 1);
-    const reader = new StampedLineReader(parts.clock, this.collector.onLine, parts.maxLineBytes);
+    if (parts.concurrency > 1) {
+      this.router = new TaggedLogRouter(parts.clock, parts.logTagKey, parts.droppedLogLines);
+      this.collector = this.router;
+    } else {
+      this.collector = new LogCollector(parts.clock);
+    }
+    const maxLineBytes = this.router ? Math.max(parts.maxLineBytes, MIN_TAGGED_LINE_BYTES) : parts.maxLineBytes;
+    const reader = new StampedLineReader(parts.clock, this.collector.onLine, maxLineBytes);
     const demuxer = new AttachDemuxer(reader.push);
 
     let markExited: () => void = () => undefined;
@@ -116,7 +136,14 @@ export class ActionContainer {
     const died = this.exitedPromise.then(
       (): RuntimeResult => ({ kind: 'connection-failed', error: new Error(`container ${this.name} exited during /init`) }),
     );
-    return Promise.race([this.runtime.init(body, timeoutMs), died]);
+    const result = await Promise.race([this.runtime.init(body, timeoutMs), died]);
+    if (result.kind === 'response' && result.logTags) this.router?.announce();
+    return result;
+  }
+
+  /** Log lines are attributed per activation (a concurrent container whose runtime tags them). */
+  get tagsLogs(): boolean {
+    return this.router?.tagging ?? false;
   }
 
   /** `POST /run` with a JSON body; never retried, bounded by `timeoutMs`. */
@@ -127,12 +154,18 @@ export class ActionContainer {
     return this.runtime.run(body, timeoutMs);
   }
 
-  /** Opens an activation's log window; call before its first request (`/init` on a cold start). */
+  /**
+   * Opens an activation's log window; call before its first request (`/init`
+   * on a cold start). With concurrency > 1, `activationId` is required.
+   */
   beginActivation(options?: BeginActivationOptions): void {
     this.collector.beginActivation(options);
   }
 
-  /** Closes the window and returns the activation's log lines (waits briefly for the sentinels). */
+  /**
+   * Closes the window and returns the activation's log lines (waits briefly
+   * for the sentinels). With concurrency > 1, `activationId` is required.
+   */
   collectLogs(options?: CollectOptions): Promise<LogCollection> {
     return this.collector.collect(options);
   }

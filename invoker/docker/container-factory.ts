@@ -17,6 +17,8 @@ import { silentLogger, type Logger } from '../telemetry/logger.js';
 import { ActionContainer } from './action-container.js';
 import { DockerEngine, DockerTimeoutError, Semaphore, type DockerCallObserver, type DockerTimeouts } from './docker-engine.js';
 import { DEFAULT_MAX_LINE_BYTES, LogClock } from './log-lines.js';
+import type { DroppedLogLines } from './log-router.js';
+import { LOG_TAGS_ENV, newLogTagKey } from './log-tags.js';
 import { RuntimeClient } from './runtime-client.js';
 
 /** Prefix of every label the invoker puts on its containers. */
@@ -84,6 +86,8 @@ export interface ContainerFactoryOptions {
   logger?: Logger;
   /** Told the duration of every engine call (metrics). */
   observe?: DockerCallObserver;
+  /** Told of every log line of a concurrent container that reached no activation (metrics). */
+  droppedLogLines?: DroppedLogLines;
 }
 
 /** What to run. */
@@ -93,7 +97,11 @@ export interface ContainerSpec {
   kind: string;
   /** Action memory limit in MiB. */
   memoryMb: number;
-  /** Runs the container may take at once (default 1); >1 sets `__OW_ALLOW_CONCURRENT=true`. */
+  /**
+   * Runs the container may take at once (default 1); >1 sets
+   * `__OW_ALLOW_CONCURRENT=true` and asks for per-activation log tags
+   * (`__OW_LOG_TAGS=<random key>`, see log-tags.ts).
+   */
   concurrency?: number;
   /**
    * The action it is for; absent for a prewarm (stem cell) container.
@@ -163,7 +171,8 @@ export class ContainerFactory {
       : `wsk${this.invokerId}_${n}_prewarm_${sanitizeNamePart(spec.kind)}`;
     const concurrency = spec.concurrency ?? 1;
     const env = [`__OW_API_HOST=${this.options.apiHost}`];
-    if (concurrency > 1) env.push('__OW_ALLOW_CONCURRENT=true');
+    const logTagKey = concurrency > 1 ? newLogTagKey() : undefined;
+    if (concurrency > 1) env.push('__OW_ALLOW_CONCURRENT=true', `${LOG_TAGS_ENV}=${logTagKey}`);
     const h = this.hardening;
     const memoryBytes = mibToBytes(spec.memoryMb);
 
@@ -228,6 +237,8 @@ export class ContainerFactory {
         clock: this.clock,
         maxLineBytes: this.options.maxLogLineBytes ?? DEFAULT_MAX_LINE_BYTES,
         logger: this.logger,
+        ...(logTagKey !== undefined ? { logTagKey } : {}),
+        ...(this.options.droppedLogLines ? { droppedLogLines: this.options.droppedLogLines } : {}),
       });
       try {
         await this.waitUntilListening(container);

@@ -28,6 +28,8 @@ export {
   type LogCollection,
 } from './log-collector.js';
 export { LOG_SENTINEL, DEFAULT_MAX_LINE_BYTES, formatLogLine } from './log-lines.js';
+export { type DroppedLogLineReason, type DroppedLogLines } from './log-router.js';
+export { LOG_TAGS_ENV, LOG_TAGS_HEADER } from './log-tags.js';
 export {
   DEFAULT_MAX_RESPONSE_BYTES,
   INIT_RETRY_INTERVAL_MS,

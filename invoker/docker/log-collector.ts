@@ -22,37 +22,32 @@
  * - Default wait for missing sentinels: 500 ms after `collect()` is called,
  *   as the Go invoker does. Runtimes print the sentinels before or together
  *   with the HTTP response, so in practice they are already there.
- * - Byte limit: each kept line counts its formatted size in UTF-8 (time,
- *   stream and text; this is what the activation record stores, close to
- *   upstream's counting of the json-file line). Lines are kept in order until
- *   the next one would pass the limit; the rest are dropped.
- * - Lines the invoker adds (`logsTruncated(limit)`, `LOG_COLLECTION_ISSUE`)
- *   are formatted as `stderr` lines stamped at collection time, as upstream
- *   does, and are not counted in `bytes`.
+ * - Byte limit, and the lines the invoker adds: see activation-log.ts.
  * - A missing sentinel (timeout, or the container's output ended) yields
  *   `complete: false`: the core should treat the container as suspect and
  *   destroy it.
  * - Intra-container concurrency (several runs in flight): output of
- *   concurrent runs interleaves and the sentinels cannot be matched to runs,
- *   so lines cannot be attributed to an activation. Rather than hand one
- *   activation another's output, concurrent mode collects nothing: every
- *   line is discarded and `collect()` resolves at once with no lines and
- *   `complete: true`.
+ *   concurrent runs interleaves and the bare sentinels cannot be matched to
+ *   runs. Such containers use the tagged router (log-router.ts) instead.
  */
 
-import { LOG_COLLECTION_ISSUE, logsTruncated } from '../../protocol/error-texts.js';
-import { LOG_LINE_OVERHEAD_BYTES, LOG_SENTINEL, formatLogLine, type LogClock, type StreamName } from './log-lines.js';
+import { ActivationLog, DEFAULT_LOG_LIMIT_BYTES, DEFAULT_SENTINEL_WAIT_MS, type LogCollection } from './activation-log.js';
+import { LOG_SENTINEL, type LogClock, type StampedLineSink, type StreamName } from './log-lines.js';
 
-/** Upstream's maximum log limit (10 MB); the default bound on what one activation buffers. */
-export const DEFAULT_LOG_LIMIT_BYTES = 10 * 1024 * 1024;
-/** How long `collect()` waits for sentinels that have not arrived yet. */
-export const DEFAULT_SENTINEL_WAIT_MS = 500;
+export { DEFAULT_LOG_LIMIT_BYTES, DEFAULT_SENTINEL_WAIT_MS, type LogCollection } from './activation-log.js';
 
 export interface CollectOptions {
   /** Log limit of the action in bytes (default: the limit given to `beginActivation`, else 10 MiB). */
   limitBytes?: number;
   /** How long to wait for sentinels not yet seen, from the call (default 500 ms). */
   waitMs?: number;
+  /**
+   * Concurrent containers only: the wait is extended by further `waitMs`
+   * while the container's output keeps moving, up to this (default 5 s).
+   */
+  maxWaitMs?: number;
+  /** The activation whose log this is: required with intra-container concurrency, ignored otherwise. */
+  activationId?: string;
 }
 
 export interface BeginActivationOptions {
@@ -62,53 +57,37 @@ export interface BeginActivationOptions {
    * limit is applied in `collect()`).
    */
   limitBytes?: number;
+  /** The activation whose log opens: required with intra-container concurrency, ignored otherwise. */
+  activationId?: string;
 }
 
-export interface LogCollection {
-  /** Formatted log lines, ready for the activation record. */
-  lines: string[];
-  /** Both sentinels arrived: the output of this activation is whole. */
-  complete: boolean;
-  /** Lines were dropped because of the byte limit. */
-  truncated: boolean;
-  /** Bytes of the user lines kept (formatted, UTF-8). */
-  bytes: number;
+/** What ActionContainer needs from either collector. */
+export interface ActivationLogs {
+  beginActivation(options?: BeginActivationOptions): void;
+  collect(options?: CollectOptions): Promise<LogCollection>;
+  end(reason: string): void;
+  readonly ended: string | undefined;
+  readonly onLine: StampedLineSink;
 }
 
 type State = 'idle' | 'active' | 'ended';
 
-export class LogCollector {
+/** One activation at a time (concurrency 1), framed by the bare sentinels. */
+export class LogCollector implements ActivationLogs {
   private state: State = 'idle';
-  private lines: string[] = [];
-  private lineBytes: number[] = [];
-  private bytes = 0;
+  private log = new ActivationLog();
   private bufferLimit = DEFAULT_LOG_LIMIT_BYTES;
-  private dropped = false;
-  private stdoutDone = false;
-  private stderrDone = false;
-  private waiter: (() => void) | undefined;
   private collecting = false;
   private endReason: string | undefined;
 
-  /**
-   * @param clock stamps the lines the collector adds itself.
-   * @param concurrent the container runs several activations at once: collect nothing (see above).
-   */
-  constructor(
-    private readonly clock: LogClock,
-    private readonly concurrent = false,
-  ) {}
+  /** @param clock stamps the lines the collector adds itself. */
+  constructor(private readonly clock: LogClock) {}
 
   /** Opens an activation: drops anything buffered and starts keeping lines. */
   beginActivation(options: BeginActivationOptions = {}): void {
     if (this.collecting) throw new Error('beginActivation() called while collect() is pending');
-    this.lines = [];
-    this.lineBytes = [];
-    this.bytes = 0;
-    this.dropped = false;
-    this.stdoutDone = false;
-    this.stderrDone = false;
     this.bufferLimit = options.limitBytes ?? DEFAULT_LOG_LIMIT_BYTES;
+    this.log = new ActivationLog(this.bufferLimit);
     if (this.state !== 'ended') this.state = 'active';
   }
 
@@ -118,30 +97,22 @@ export class LogCollector {
    * container's output has ended.
    */
   async collect(options: CollectOptions = {}): Promise<LogCollection> {
-    if (this.concurrent) return { lines: [], complete: true, truncated: false, bytes: 0 };
     if (this.collecting) throw new Error('collect() called while another collect() is pending');
     if (this.state === 'idle') throw new Error('collect() called without beginActivation()');
     const limit = options.limitBytes ?? this.bufferLimit;
     const waitMs = options.waitMs ?? DEFAULT_SENTINEL_WAIT_MS;
-    if (this.state === 'active' && !(this.stdoutDone && this.stderrDone) && waitMs > 0) {
+    const log = this.log;
+    if (this.state === 'active') {
       this.collecting = true;
       try {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => {
-            this.waiter = undefined;
-            resolve();
-          }, waitMs);
-          this.waiter = () => {
-            clearTimeout(timer);
-            this.waiter = undefined;
-            resolve();
-          };
-        });
+        await log.waitForSentinels(waitMs);
       } finally {
         this.collecting = false;
       }
     }
-    return this.take(limit);
+    const result = log.take(limit, this.clock);
+    if (this.state === 'active') this.state = 'idle';
+    return result;
   }
 
   /**
@@ -152,7 +123,7 @@ export class LogCollector {
     if (this.state === 'ended') return;
     this.endReason = reason;
     this.state = 'ended';
-    this.waiter?.();
+    this.log.wake();
   }
 
   /** Why the output ended, once it has. */
@@ -163,60 +134,18 @@ export class LogCollector {
   /** Matches StampedLineSink: the line reader feeds every line here. */
   readonly onLine = (stream: StreamName, time: string, text: string, bytes: number): void => {
     // Lines are dropped unless an activation is open (or the stream ended during one).
-    if (this.concurrent || this.state === 'idle') return;
-    const isStdout = stream === 'stdout';
-    if (isStdout ? this.stdoutDone : this.stderrDone) return;
+    if (this.state === 'idle') return;
+    const log = this.log;
+    if (!log.open(stream)) return;
     if (text.endsWith(LOG_SENTINEL)) {
       // An unterminated last write is glued to the sentinel: keep its text.
       if (text.length > LOG_SENTINEL.length) {
         const rest = text.slice(0, text.length - LOG_SENTINEL.length);
-        this.keep(stream, time, rest, bytes - LOG_SENTINEL.length);
+        log.keep(stream, time, rest, bytes - LOG_SENTINEL.length);
       }
-      if (isStdout) this.stdoutDone = true;
-      else this.stderrDone = true;
-      if (this.stdoutDone && this.stderrDone) this.waiter?.();
+      log.sentinel(stream);
       return;
     }
-    this.keep(stream, time, text, bytes);
+    log.keep(stream, time, text, bytes);
   };
-
-  private keep(stream: StreamName, time: string, text: string, textBytes: number): void {
-    if (this.dropped) return;
-    const size = LOG_LINE_OVERHEAD_BYTES + textBytes;
-    if (this.bytes + size > this.bufferLimit) {
-      this.dropped = true;
-      return;
-    }
-    this.bytes += size;
-    this.lines.push(formatLogLine(time, stream, text));
-    this.lineBytes.push(size);
-  }
-
-  private take(limit: number): LogCollection {
-    let lines = this.lines;
-    let bytes = this.bytes;
-    let truncated = this.dropped;
-    if (bytes > limit) {
-      // The limit given to collect() is lower than the one lines were buffered under.
-      let kept = 0;
-      let n = 0;
-      for (const size of this.lineBytes) {
-        if (kept + size > limit) break;
-        kept += size;
-        n++;
-      }
-      lines = lines.slice(0, n);
-      bytes = kept;
-      truncated = true;
-    }
-    const complete = this.stdoutDone && this.stderrDone;
-    if (truncated) lines.push(formatLogLine(this.clock.now(), 'stderr', logsTruncated(limit)));
-    if (!complete) lines.push(formatLogLine(this.clock.now(), 'stderr', LOG_COLLECTION_ISSUE));
-    this.lines = [];
-    this.lineBytes = [];
-    this.bytes = 0;
-    this.dropped = false;
-    if (this.state === 'active') this.state = 'idle';
-    return { lines, complete, truncated, bytes };
-  }
 }

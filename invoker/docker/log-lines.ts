@@ -10,6 +10,9 @@
  *   runaway write cannot make us hold an unbounded line.
  * - Each line is stamped with the time it was read (the read that completed
  *   it), RFC 3339 with nanoseconds.
+ * - The pieces of a cut line after the first are flagged `continued`, so that
+ *   a consumer that routes lines by a tag at their start (log-router.ts) can
+ *   send them where the first piece went.
  */
 
 import { STDERR, type StreamId } from './attach-demuxer.js';
@@ -91,8 +94,11 @@ export class LogClock {
   }
 }
 
-/** Receives one complete line (without its `\n`) and its length in bytes. */
-export type LineSink = (text: string, bytes: number) => void;
+/**
+ * Receives one complete line (without its `\n`) and its length in bytes;
+ * `continued` when it is a later piece of a line cut at the cap.
+ */
+export type LineSink = (text: string, bytes: number, continued: boolean) => void;
 
 /**
  * Splits one stream's bytes into lines. Pieces of a partial line are kept as
@@ -101,6 +107,8 @@ export type LineSink = (text: string, bytes: number) => void;
 export class LineSplitter {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** A piece of the current line was already emitted (it was cut at the cap). */
+  private cut = false;
 
   constructor(
     private readonly sink: LineSink,
@@ -152,7 +160,8 @@ export class LineSplitter {
     let all = Buffer.concat(this.pending, this.pendingBytes);
     while (all.length >= this.maxLineBytes) {
       const cut = utf8Cut(all, this.maxLineBytes);
-      this.sink(all.toString('utf8', 0, cut), cut);
+      this.sink(all.toString('utf8', 0, cut), cut, this.cut);
+      this.cut = true;
       all = all.subarray(cut);
     }
     this.pending = all.length > 0 ? [all] : [];
@@ -162,10 +171,13 @@ export class LineSplitter {
   private emit(line: Buffer): void {
     while (line.length > this.maxLineBytes) {
       const cut = utf8Cut(line, this.maxLineBytes);
-      this.sink(line.toString('utf8', 0, cut), cut);
+      this.sink(line.toString('utf8', 0, cut), cut, this.cut);
+      this.cut = true;
       line = line.subarray(cut);
     }
-    this.sink(line.toString('utf8'), line.length);
+    const continued = this.cut;
+    this.cut = false;
+    this.sink(line.toString('utf8'), line.length, continued);
   }
 }
 
@@ -184,8 +196,8 @@ export function utf8Cut(buf: Buffer, max: number): number {
   return start > 0 ? start : max;
 }
 
-/** Receives one stamped line of one stream. */
-export type StampedLineSink = (stream: StreamName, time: string, text: string, bytes: number) => void;
+/** Receives one stamped line of one stream (`continued`: see LineSink). */
+export type StampedLineSink = (stream: StreamName, time: string, text: string, bytes: number, continued: boolean) => void;
 
 /**
  * Both streams of one container: payload bytes in (from the demuxer), stamped
@@ -202,8 +214,8 @@ export class StampedLineReader {
     private readonly sink: StampedLineSink,
     maxLineBytes = DEFAULT_MAX_LINE_BYTES,
   ) {
-    this.stdout = new LineSplitter((text, bytes) => this.sink('stdout', this.time(), text, bytes), maxLineBytes);
-    this.stderr = new LineSplitter((text, bytes) => this.sink('stderr', this.time(), text, bytes), maxLineBytes);
+    this.stdout = new LineSplitter((text, bytes, continued) => this.sink('stdout', this.time(), text, bytes, continued), maxLineBytes);
+    this.stderr = new LineSplitter((text, bytes, continued) => this.sink('stderr', this.time(), text, bytes, continued), maxLineBytes);
   }
 
   /** Matches the demuxer's PayloadSink. */

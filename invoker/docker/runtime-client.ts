@@ -15,6 +15,7 @@
  */
 
 import { Client, Pool, type Dispatcher } from 'undici';
+import { LOG_TAGS_HEADER } from './log-tags.js';
 
 /** Upstream's default payload limit (1 MB). */
 export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -22,8 +23,11 @@ export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
 export const INIT_RETRY_INTERVAL_MS = 50;
 
 export type RuntimeResult =
-  /** The runtime answered. `bytes` is the full body length even when `truncated`. */
-  | { kind: 'response'; status: number; body: string; bytes: number; truncated: boolean }
+  /**
+   * The runtime answered. `bytes` is the full body length even when
+   * `truncated`. `logTags`: the runtime announced per-activation log tags (log-tags.ts).
+   */
+  | { kind: 'response'; status: number; body: string; bytes: number; truncated: boolean; logTags?: true }
   /** No complete answer within the timeout. */
   | { kind: 'timeout' }
   /** The connection failed or dropped (the process died, was OOM-killed, or never listened). */
@@ -154,7 +158,9 @@ export class RuntimeClient {
         const truncated = total > kept;
         // Do not end the kept prefix in the middle of a UTF-8 character.
         const end = truncated ? utf8Boundary(buf) : buf.length;
-        resolve({ kind: 'response', status: res.statusCode, body: buf.toString('utf8', 0, end), bytes: total, truncated });
+        const result: RuntimeResult = { kind: 'response', status: res.statusCode, body: buf.toString('utf8', 0, end), bytes: total, truncated };
+        if (res.headers[LOG_TAGS_HEADER] === '1') result.logTags = true;
+        resolve(result);
       });
     });
   }

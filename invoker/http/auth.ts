@@ -1,8 +1,11 @@
 /**
  * Credential checks for the HTTP server: a shared bearer token on
- * `POST /invoke`, basic auth on the admin routes. Pure functions, no state.
+ * `POST /invoke`, basic auth on the admin routes, and the client certificate
+ * (mTLS) of a connection. Pure functions, no state.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 
 /**
  * Compares two secrets in time independent of where they differ. Both sides
@@ -56,4 +59,31 @@ export function basicAuthMatches(header: string | undefined, expected: BasicCred
 export function bearerMatches(header: string | undefined, expected: string): boolean {
   const token = bearerToken(header);
   return token !== undefined && sameSecret(token, expected);
+}
+
+/** What the TLS handshake established about the client's certificate. */
+export type ClientCertificateStatus =
+  | { ok: true }
+  /** No certificate presented (401), or one the configured CA did not sign / that did not verify (403). */
+  | { ok: false; status: 401 | 403; reason: string };
+
+/**
+ * The client-certificate verdict of a connection whose server asked for a
+ * certificate without refusing the handshake (`requestCert: true,
+ * rejectUnauthorized: false`): node has verified whatever was presented
+ * against the configured CA and recorded the result on the socket. A plain
+ * (non-TLS) socket has no certificate.
+ */
+export function clientCertificateStatus(socket: Socket): ClientCertificateStatus {
+  const tls = socket as Partial<TLSSocket>;
+  if (tls.encrypted !== true || typeof tls.getPeerCertificate !== 'function') {
+    return { ok: false, status: 401, reason: 'no client certificate (not a TLS connection)' };
+  }
+  if (tls.authorized === true) return { ok: true };
+  const peer = tls.getPeerCertificate();
+  // An empty object when the client sent none.
+  if (peer === null || Object.keys(peer).length === 0) return { ok: false, status: 401, reason: 'no client certificate presented' };
+  const error = tls.authorizationError;
+  const code = typeof error === 'string' ? error : error instanceof Error ? ((error as { code?: string }).code ?? error.message) : 'not verified';
+  return { ok: false, status: 403, reason: `client certificate not accepted (${code})` };
 }

@@ -4,13 +4,22 @@
  *
  * The acknowledgement is the `200` status line and headers, flushed before
  * any work starts; the body follows when the activation has ended. So every
- * refusal (auth, admission, size, media type, parse) must happen before that
- * flush: once 200 is out, the activation runs to its end.
+ * refusal (auth, admission, size, media type, parse, names, a duplicate id)
+ * must happen before that flush: once 200 is out, the activation runs to its
+ * end.
+ *
+ * When a push counts as accepted, exactly: when the invoker writes the `200`
+ * to a connection that is still open at that moment, after the whole body
+ * was read, parsed, its names validated, and its activation id claimed (not
+ * running here, not finished recently). A connection that is already gone
+ * at that point runs nothing: the client dropped after sending, or bytes
+ * after the body made node answer `400` and close the connection.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
-import { parseActivationMessage, ProtocolParseError, type ActivationMessage } from '../../protocol/index.js';
+import { parseActivationMessage, ProtocolParseError, validateActivationMessageNames, type ActivationMessage } from '../../protocol/index.js';
 import type { ActivationHandler, Admission } from '../invocation/activation-handler.js';
+import type { ActivationIds } from '../invocation/activation-ids.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { InvokerMetrics } from '../telemetry/metrics.js';
 import { bearerMatches } from './auth.js';
@@ -44,10 +53,14 @@ const MAX_TAG_LENGTH = 256;
 export interface InvokeRouteDeps {
   handler: ActivationHandler;
   admission: Admission;
+  /** Ids running or finished recently: a second push of one is refused (409). */
+  ids: ActivationIds;
   metrics: InvokerMetrics;
   logger: Logger;
   invokeBodyLimitBytes: number;
   invokeToken?: string | undefined;
+  /** With mTLS: refuses a connection without a valid client certificate (runs first). */
+  requireClientCertificate?: ((request: FastifyRequest, reply: FastifyReply) => Promise<unknown>) | undefined;
   /** Called after each /invoke response has been handed to the socket. */
   afterResponse: () => void;
 }
@@ -72,7 +85,7 @@ function singleHeader(value: string | string[] | undefined): string | undefined 
  * other routes.
  */
 export function registerInvokeRoute(app: FastifyInstance, deps: InvokeRouteDeps): void {
-  const { handler, admission, metrics, logger, invokeBodyLimitBytes, invokeToken, afterResponse } = deps;
+  const { handler, admission, ids, metrics, logger, invokeBodyLimitBytes, invokeToken, afterResponse, requireClientCertificate } = deps;
   // Receipt time per request, without decorating fastify's global Request type.
   const receivedAt = new WeakMap<FastifyRequest, number>();
 
@@ -119,6 +132,7 @@ export function registerInvokeRoute(app: FastifyInstance, deps: InvokeRouteDeps)
         async (request) => {
           receivedAt.set(request, Date.now());
         },
+        ...(requireClientCertificate ? [requireClientCertificate] : []),
         authenticate,
         admit,
       ],
@@ -131,6 +145,7 @@ export function registerInvokeRoute(app: FastifyInstance, deps: InvokeRouteDeps)
         let message: ActivationMessage;
         try {
           message = parseActivationMessage(body);
+          validateActivationMessageNames(message);
         } catch (error) {
           if (!(error instanceof ProtocolParseError)) throw error;
           // The message names the field, never its value (the body may hold secrets).
@@ -138,6 +153,19 @@ export function registerInvokeRoute(app: FastifyInstance, deps: InvokeRouteDeps)
           return sendError(reply, 400, error.message);
         }
         if (!admission.accepting()) return refuse(request, reply);
+        const activationId = message.activationId;
+        if (!ids.claim(activationId)) {
+          const state = ids.state(activationId) ?? 'running';
+          logger.warn({ activationId, state, requestTags }, 'refused POST /invoke: activation id already taken');
+          return sendError(reply, 409, `activation ${activationId} is ${state === 'running' ? 'already running' : 'finished'} on this invoker`);
+        }
+        const socket = request.raw.socket;
+        if (request.raw.destroyed || socket.destroyed || !socket.writable) {
+          // Nobody can receive the acknowledgement: not accepted, nothing runs.
+          ids.unclaim(activationId);
+          logger.warn({ activationId, requestTags }, 'POST /invoke: the connection closed before the acknowledgement; not running the activation');
+          return reply.hijack();
+        }
 
         reply.hijack();
         await acknowledgeAndRun(reply.raw, {
@@ -182,6 +210,7 @@ export function registerInvokeRoute(app: FastifyInstance, deps: InvokeRouteDeps)
       });
       completion = outcome.completion;
     } catch (error) {
+      ids.finish(activationId);
       // The handler promises never to reject. If it does anyway, the 200 is
       // already out: cut the response off so the caller sees a truncated
       // chunked body (a failure), never an empty "success".
@@ -190,6 +219,7 @@ export function registerInvokeRoute(app: FastifyInstance, deps: InvokeRouteDeps)
       return;
     }
 
+    ids.finish(activationId);
     if (clientGone || res.destroyed) {
       // The activation ran and its record is stored; only this copy of the
       // completion is lost. The controller learns the result from the record.

@@ -1,7 +1,9 @@
 /**
  * Operations routes: `/ping`, `/health/live`, `/health/ready`, `/metrics`,
  * `/pool`, and the admin routes `/enable`, `/disable`, `/isEnabled` behind
- * basic auth (upstream's InvokerServer, same texts).
+ * basic auth (upstream's InvokerServer, same texts). With mTLS, `/pool` and
+ * the admin routes also need a client certificate; the probes and `/metrics`
+ * never do (kubelets and Prometheus have none).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../telemetry/logger.js';
@@ -19,6 +21,11 @@ export interface HealthCheckResult {
   name: string;
   ok: boolean;
   detail?: string;
+  /**
+   * Not needed for HTTP work: when not ok, the invoker is still ready and
+   * says it is degraded (e.g. Kafka, which only carries the overflow).
+   */
+  optional?: boolean;
 }
 
 export interface InvokerHealth {
@@ -38,12 +45,16 @@ export interface OpsRouteDeps {
   adminCredentials: BasicCredentials | undefined;
   /** Upstream's `InvokerInstanceId.toString`, e.g. `invoker0`, in the enable/disable texts. */
   instanceName: string;
+  /** With mTLS: refuses a connection without a valid client certificate. */
+  requireClientCertificate?: ((request: FastifyRequest, reply: FastifyReply) => Promise<unknown>) | undefined;
 }
 
 const BASIC_CHALLENGE = { 'www-authenticate': 'Basic realm="invoker"' };
 
 export function registerOpsRoutes(app: FastifyInstance, deps: OpsRouteDeps): void {
-  const { controls, health, metrics, poolSnapshot, logger, adminCredentials, instanceName } = deps;
+  const { controls, health, metrics, poolSnapshot, logger, adminCredentials, instanceName, requireClientCertificate } = deps;
+  // Hooks in front of the routes that are not for probes or scrapers.
+  const certificate = requireClientCertificate ? [requireClientCertificate] : [];
 
   app.get('/ping', async (_request, reply) => reply.type('text/plain; charset=utf-8').send('pong'));
 
@@ -58,7 +69,11 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsRouteDeps): voi
       checks = [{ name: 'health-checks', ok: false, detail: `running the readiness checks: ${(error as Error).message}` }];
     }
     const draining = health.draining();
-    if (!draining && checks.every((check) => check.ok)) return reply.send({ status: 'ready', checks });
+    if (!draining && checks.every((check) => check.ok || check.optional === true)) {
+      const degraded = checks.filter((check) => !check.ok).map((check) => check.name);
+      if (degraded.length > 0) return reply.send({ status: 'ready', degraded, checks });
+      return reply.send({ status: 'ready', checks });
+    }
     return reply.code(503).send({ status: 'not ready', checks, draining });
   });
 
@@ -67,7 +82,7 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsRouteDeps): voi
     return reply.type(contentType).send(body);
   });
 
-  app.get('/pool', async (_request, reply) =>
+  app.get('/pool', { onRequest: certificate }, async (_request, reply) =>
     // Serialized here rather than by fastify so `undefined` becomes `null`, not an empty body.
     reply.type('application/json; charset=utf-8').send(JSON.stringify(poolSnapshot() ?? null)),
   );
@@ -84,21 +99,21 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsRouteDeps): voi
 
   // Upstream InvokerReactive: "<instance> is now enabled." / "... is already
   // enabled." (and the same for disabled), as text/plain.
-  app.post('/enable', { onRequest: requireAdmin }, async (_request, reply) => {
+  app.post('/enable', { onRequest: [...certificate, requireAdmin] }, async (_request, reply) => {
     const already = controls.isEnabled();
     if (!already) controls.enable();
     logger.info({ already }, 'enabled over HTTP');
     return reply.type('text/plain; charset=utf-8').send(`${instanceName} is ${already ? 'already' : 'now'} enabled.`);
   });
 
-  app.post('/disable', { onRequest: requireAdmin }, async (_request, reply) => {
+  app.post('/disable', { onRequest: [...certificate, requireAdmin] }, async (_request, reply) => {
     const already = !controls.isEnabled();
     if (!already) controls.disable();
     logger.info({ already }, 'disabled over HTTP');
     return reply.type('text/plain; charset=utf-8').send(`${instanceName} is ${already ? 'already' : 'now'} disabled.`);
   });
 
-  app.get('/isEnabled', { onRequest: requireAdmin }, async () => ({ enabled: controls.isEnabled() }));
+  app.get('/isEnabled', { onRequest: [...certificate, requireAdmin] }, async () => ({ enabled: controls.isEnabled() }));
 
   methodNotAllowed(app, '/enable', ['POST']);
   methodNotAllowed(app, '/disable', ['POST']);

@@ -3,12 +3,14 @@
  * operations routes (ops-routes.ts), over HTTP or HTTPS (optionally mTLS).
  * Everything it talks to is passed in; it owns only the listening socket.
  */
-import Fastify, { LogController, type FastifyHttpsOptions, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyHttpsOptions, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { ActivationHandler, Admission } from '../invocation/activation-handler.js';
+import { ActivationIds } from '../invocation/activation-ids.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { InvokerMetrics } from '../telemetry/metrics.js';
+import { clientCertificateStatus } from './auth.js';
 import { registerInvokeRoute } from './invoke-route.js';
 import { registerOpsRoutes, type InvokerControls, type InvokerHealth } from './ops-routes.js';
 import { errorHandler, pathOf, sendError } from './replies.js';
@@ -18,7 +20,11 @@ export interface HttpTlsConfig {
   cert: string;
   /** PEM private key. */
   key: string;
-  /** PEM CA bundle; when set, every client must present a certificate it signed. */
+  /**
+   * PEM CA bundle; when set, `/invoke`, the admin routes and `/pool` require
+   * a client certificate it signed. The probes (`/ping`, `/health/*`) and
+   * `/metrics` do not: kubelets and Prometheus connect without one.
+   */
   clientCa?: string | undefined;
 }
 
@@ -30,11 +36,23 @@ export interface InvokerHttpConfig {
   adminUser?: string | undefined;
   adminPassword?: string | undefined;
   tls?: HttpTlsConfig | undefined;
+  /**
+   * A request's headers must arrive within this (default 10 s) and the whole
+   * request, body included, within `requestTimeoutMs` (default 30 s), or node
+   * answers 408 and closes the connection: a stalled upload cannot hold a
+   * socket. Once the request is in, the response (the activation) may take as
+   * long as it runs. Checked every `timeoutCheckIntervalMs` (default 1 s).
+   */
+  headersTimeoutMs?: number | undefined;
+  requestTimeoutMs?: number | undefined;
+  timeoutCheckIntervalMs?: number | undefined;
 }
 
 export interface InvokerHttpServerDeps {
   handler: ActivationHandler;
   admission: Admission;
+  /** Shared with the Kafka feed, so one id runs once whichever way it comes; default: this server's own. */
+  ids?: ActivationIds;
   controls: InvokerControls;
   health: InvokerHealth;
   metrics: InvokerMetrics;
@@ -51,8 +69,12 @@ export interface InvokerHttpServerDeps {
 export interface InvokerHttpServer {
   /** Binds `host:port` (port 0: any free port) and reports the bound port. */
   listen(host: string, port: number): Promise<{ port: number }>;
-  /** Stops accepting connections and waits for in-flight requests (activations included) to end. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting connections and waits for in-flight requests (activations
+   * included) to end; after `forceAfterMs` (default: no limit) the
+   * connections still open are destroyed.
+   */
+  close(options?: { forceAfterMs?: number }): Promise<void>;
   /** The fastify instance, for `inject` in tests and for the raw server (`server.server`). */
   readonly server: FastifyInstance;
 }
@@ -61,6 +83,10 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
   const { config } = deps;
   const logger = deps.logger.child({ component: 'http' });
 
+  const requestTimeout = config.requestTimeoutMs ?? 30_000;
+  // node refuses a headers timeout beyond the request timeout.
+  const headersTimeout = Math.min(config.headersTimeoutMs ?? 10_000, requestTimeout === 0 ? Infinity : requestTimeout);
+  const nodeServerTimeouts = { headersTimeout, requestTimeout, connectionsCheckingInterval: config.timeoutCheckIntervalMs ?? 1_000 };
   const options = {
     loggerInstance: logger,
     // The core logs one wide event per activation; a line per request would
@@ -68,7 +94,10 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
     logController: new LogController({ disableRequestLogging: true }),
     // Each activation holds its response open for as long as it runs; never
     // time those sockets out here (the core enforces action time limits).
+    // Receiving the request is bounded instead (nodeServerTimeouts).
     connectionTimeout: 0,
+    requestTimeout,
+    http: nodeServerTimeouts,
   };
   const tls = config.tls;
   const app = (
@@ -77,10 +106,14 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
       : Fastify<HttpsServer>({
           ...options,
           https: {
+            ...nodeServerTimeouts,
             cert: tls.cert,
             key: tls.key,
+            // Asked for, verified against the CA, but not enforced by the
+            // handshake: the routes that need a certificate check the
+            // verdict (requireClientCertificate), the probes do not.
             ...(tls.clientCa !== undefined
-              ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true }
+              ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false }
               : {}),
           },
         } satisfies FastifyHttpsOptions<HttpsServer>)
@@ -93,6 +126,19 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
 
   let closing = false;
 
+  // Refuses a request whose connection did not present a valid client
+  // certificate; a no-op without mTLS.
+  const requireClientCertificate =
+    tls?.clientCa === undefined
+      ? undefined
+      : async (request: FastifyRequest, reply: FastifyReply) => {
+          const status = clientCertificateStatus(request.raw.socket);
+          if (status.ok) return;
+          const route = `${request.method} ${pathOf(request)}`;
+          logger.warn({ route, remoteAddress: request.ip, reason: status.reason }, `refused ${route}: ${status.reason}`);
+          return sendError(reply, status.status, `${route} requires a client certificate signed by the invoker's client CA: ${status.reason}`);
+        };
+
   registerInvokeRoute(app, {
     // The 200 of an activation in flight went out before close() began, so
     // it could not say `Connection: close`; node's server.close() only drops
@@ -103,10 +149,12 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
     },
     handler: deps.handler,
     admission: deps.admission,
+    ids: deps.ids ?? new ActivationIds(),
     metrics: deps.metrics,
     logger,
     invokeBodyLimitBytes: config.invokeBodyLimitBytes,
     invokeToken: config.invokeToken,
+    requireClientCertificate,
   });
   registerOpsRoutes(app, {
     controls: deps.controls,
@@ -119,6 +167,7 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
         ? { user: config.adminUser, password: config.adminPassword }
         : undefined,
     instanceName: deps.instanceName ?? 'invoker',
+    requireClientCertificate,
   });
 
   return {
@@ -137,9 +186,21 @@ export function createInvokerHttpServer(deps: InvokerHttpServerDeps): InvokerHtt
       );
       return { port: bound };
     },
-    async close() {
+    async close(options = {}) {
       closing = true;
-      await app.close();
+      const { forceAfterMs } = options;
+      const force =
+        forceAfterMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              logger.warn({ forceAfterMs }, 'HTTP connections still open at the close deadline: destroying them');
+              app.server.closeAllConnections();
+            }, forceAfterMs);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(force);
+      }
     },
   };
 }

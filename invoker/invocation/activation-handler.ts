@@ -28,6 +28,12 @@ export interface ActivationOutcome {
   completion: string;
   /** The same completion in shrunk form, for a transport that cannot carry the full one. */
   shrunkCompletion: string;
+  /**
+   * Epoch ms until which the controller still waits for this completion (its
+   * forced-completion deadline): a transport that fails to deliver it keeps
+   * trying until then. Absent: the default window of the transport.
+   */
+  retryUntil?: number;
 }
 
 export interface ActivationHandler {

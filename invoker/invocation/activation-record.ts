@@ -35,43 +35,71 @@ export class ActivationRecord {
   private runStart: number | undefined;
   private runEnd: number | undefined;
   private logs: string[] = [];
+  private readonly extra: Annotation[] = [];
+  /** Set when the activation was ended early (shutdown): the work still unwinding must not change it. */
+  private sealed = false;
 
   constructor(
-    private readonly message: ActivationMessage,
+    private readonly message: Pick<ActivationMessage, 'transid' | 'action' | 'user' | 'activationId' | 'cause'>,
     private readonly now: () => number,
   ) {}
 
   describeAction(action: ActionFacts): void {
+    if (this.sealed) return;
     this.action = action;
   }
 
   initialized(start: number, end: number): void {
+    if (this.sealed) return;
     this.initStart = start;
     this.initEnd = end;
   }
 
   running(start: number): void {
+    if (this.sealed) return;
     this.runStart = start;
   }
 
   ran(end: number, response: ActivationResponse, timedOut: boolean): void {
+    if (this.sealed) return;
     this.runEnd = end;
     this.respond(response, timedOut);
   }
 
   respond(response: ActivationResponse, timedOut = false): void {
+    if (this.sealed) return;
     this.response = response;
     this.timedOut = timedOut;
   }
 
   setLogs(lines: string[]): void {
+    if (this.sealed) return;
     this.logs = lines;
+  }
+
+  /** An annotation after the standard ones (e.g. the controller's forced-completion marker). */
+  annotate(annotation: Annotation): void {
+    this.extra.push(annotation);
+  }
+
+  /** Ends the record with `response` now; later changes are ignored. */
+  endWith(response: ActivationResponse): void {
+    if (this.sealed) return;
+    this.respond(response);
+    if (this.runStart !== undefined && this.runEnd === undefined) this.runEnd = this.now();
+    if (this.initStart !== undefined && this.initEnd === undefined) this.initEnd = this.now();
+    this.sealed = true;
   }
 
   /** From the transaction's start to the start of init (cold) or run (warm); pool queueing included. */
   waitMs(): number {
     const started = this.initStart ?? this.runStart ?? this.now();
     return Math.max(0, started - this.message.transid.start);
+  }
+
+  /** The action's time limit, once the action is known. */
+  timeLimitMs(): number | undefined {
+    return this.action?.limits.timeoutMs;
   }
 
   initMs(): number | undefined {
@@ -101,6 +129,7 @@ export class ActivationRecord {
     }
     if (m.cause !== undefined) annotations.push({ key: ANNOTATION_CAUSED_BY, value: 'sequence' });
     if (m.action.binding !== undefined) annotations.push({ key: ANNOTATION_BINDING, value: m.action.binding });
+    annotations.push(...this.extra);
 
     const activation: WhiskActivation = {
       namespace: m.user.namespace.name,

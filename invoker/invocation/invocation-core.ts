@@ -17,6 +17,7 @@ import {
   combinedAck,
   developerError,
   FAILED_TO_PROVISION,
+  forcedCompletionDelayMs,
   imagePullFailed,
   initBody,
   runBody,
@@ -28,8 +29,7 @@ import {
   type ActivationMessage,
   type ActivationResponse,
   type InvokerInstanceId,
-  type JsonObject,
-  type JsonValue,
+  type RawJson,
   type ParameterDecryptor,
   type RuntimeAction,
 } from '../../protocol/index.js';
@@ -72,8 +72,9 @@ export interface RecordSink {
 export interface RunnableContainer extends PoolContainer {
   init(body: string, timeoutMs: number): Promise<RuntimeResult>;
   run(body: string, timeoutMs: number): Promise<RuntimeResult>;
-  beginActivation(options?: { limitBytes?: number }): void;
-  collectLogs(options?: { limitBytes?: number }): Promise<{ lines: string[]; complete: boolean }>;
+  /** `activationId` names the log in a container that runs several activations at once. */
+  beginActivation(options?: { limitBytes?: number; activationId?: string }): void;
+  collectLogs(options?: { limitBytes?: number; activationId?: string }): Promise<{ lines: string[]; complete: boolean }>;
   inspectExit(): Promise<{ oomKilled: boolean }>;
 }
 
@@ -109,9 +110,17 @@ class ActivationEnded extends Error {
   }
 }
 
+/**
+ * The system error of an activation still running when the invoker stops
+ * after its drain timeout (`abortInFlight`).
+ */
+export const INVOKER_STOPPED = 'The invoker shut down before the action completed.';
+
 export class InvocationCore<C extends RunnableContainer> implements ActivationHandler {
   private readonly now: () => number;
   private inFlightCount = 0;
+  /** One per activation still executing (not yet finishing): `abortInFlight` fires them. */
+  private readonly executing = new Set<AbortController>();
   private readonly idleWaiters = new Set<() => void>();
   private readonly finishListeners = new Set<() => void>();
 
@@ -128,6 +137,20 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
   onFinish(listener: () => void): () => void {
     this.finishListeners.add(listener);
     return () => this.finishListeners.delete(listener);
+  }
+
+  /**
+   * Ends every activation still executing as a system error (INVOKER_STOPPED):
+   * each one's record is stored and its completion returned to its transport
+   * at once, without waiting for its container. The work already started
+   * unwinds in the background (a queued request leaves the pool queue, a
+   * running container is left to the pool's teardown) and changes nothing
+   * any more. For the shutdown after a drain timeout. Returns how many.
+   */
+  abortInFlight(reason: string): number {
+    const controllers = [...this.executing];
+    for (const controller of controllers) controller.abort(new Error(reason));
+    return controllers.length;
   }
 
   /** Resolves when no activation is in flight (or after `timeoutMs`, with false). */
@@ -169,12 +192,22 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
       blocking: message.blocking,
       ...(request.requestTags && Object.keys(request.requestTags).length > 0 ? { request: request.requestTags } : {}),
     };
+    const abort = new AbortController();
+    this.executing.add(abort);
     try {
-      await this.execute(request, record, trace, event);
+      await untilAborted(this.execute(request, record, trace, event, abort.signal), abort.signal);
     } catch (error) {
-      const reason = error instanceof ActivationEnded ? error.message : `unexpected: ${(error as Error).stack ?? error}`;
-      event.reason = reason;
-      record.respond(error instanceof ActivationEnded ? error.response : whiskError(FAILED_TO_PROVISION));
+      if (abort.signal.aborted) {
+        event.reason = `${(abort.signal.reason as Error).message}: ended as a system error during ${trace.currentPhase() ?? 'its preparation'}`;
+        event.abortedByShutdown = true;
+        record.endWith(whiskError(INVOKER_STOPPED));
+      } else {
+        const reason = error instanceof ActivationEnded ? error.message : `unexpected: ${(error as Error).stack ?? error}`;
+        event.reason = reason;
+        record.respond(error instanceof ActivationEnded ? error.response : whiskError(FAILED_TO_PROVISION));
+      }
+    } finally {
+      this.executing.delete(abort);
     }
     try {
       return await this.finish(request, record, trace, event);
@@ -191,6 +224,7 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     record: ActivationRecord,
     trace: ActivationTrace,
     event: Record<string, unknown>,
+    signal: AbortSignal,
   ): Promise<void> {
     const { message } = request;
     const content = this.decrypt(message);
@@ -201,11 +235,12 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
 
     let fresh = false;
     for (;;) {
+      signal.throwIfAborted();
       const lease = await trace.phase('acquire', () => this.acquire(message, action, image, fresh));
       event.origin = lease.origin;
       event.container = lease.container.name;
       this.deps.metrics.containerStarts.inc({ origin: lease.origin });
-      const retry = await this.runOn(lease, message, action, content, record, trace, event);
+      const retry = await this.runOn(lease, message, action, content, record, trace, event, signal);
       if (!retry) return;
       // A warm container that refused the run is broken, not the action: once, on a fresh one.
       event.retriedOnFreshContainer = true;
@@ -213,9 +248,8 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     }
   }
 
-  private decrypt(message: ActivationMessage): JsonObject | JsonValue[] | undefined {
-    // An array (a sequence passing an array result on) has no named, hence no locked, arguments.
-    if (Object.keys(message.lockedArgs).length === 0 || Array.isArray(message.content)) return message.content;
+  private decrypt(message: ActivationMessage): RawJson | undefined {
+    if (Object.keys(message.lockedArgs).length === 0) return message.content;
     if (!this.deps.decryptor) {
       throw new ActivationEnded(whiskError(FAILED_TO_PROVISION), 'locked arguments but no keys are configured');
     }
@@ -262,7 +296,15 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     return image;
   }
 
-  private async acquire(message: ActivationMessage, action: ExecutableAction, image: string, fresh: boolean): Promise<Lease<C>> {
+  private async acquire(
+    message: ActivationMessage,
+    action: ExecutableAction,
+    image: string,
+    fresh: boolean,
+  ): Promise<Lease<C>> {
+    // A request still queued when the activation is ended (shutdown) stays
+    // queued until the pool's drain rejects it; a lease that arrives after
+    // the end is released unused (runOn checks the signal first).
     try {
       return await this.deps.containers.acquire({
         warmKey: warmKey(message),
@@ -285,10 +327,11 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     lease: Lease<C>,
     message: ActivationMessage,
     action: ExecutableAction,
-    content: JsonObject | JsonValue[] | undefined,
+    content: RawJson | undefined,
     record: ActivationRecord,
     trace: ActivationTrace,
     event: Record<string, unknown>,
+    signal: AbortSignal,
   ): Promise<boolean> {
     const container = lease.container;
     const timeoutMs = action.limits.timeoutMs;
@@ -303,7 +346,10 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     };
     let keep = false;
     try {
-      container.beginActivation({ limitBytes: logLimitBytes });
+      // Aborted (shutdown) while acquiring: the activation has been answered, do not start it.
+      signal.throwIfAborted();
+      const activationId = message.activationId;
+      container.beginActivation({ limitBytes: logLimitBytes, activationId });
       if (lease.needsInit) {
         const initStart = this.now();
         const initResult = await trace.phase('init', () =>
@@ -318,13 +364,14 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
         const failure = classifyInit(initResult, timeoutMs, exit);
         if (failure) {
           record.respond(failure, initResult.kind === 'timeout');
-          record.setLogs((await this.collectLogs(container, logLimitBytes, trace)).lines);
+          record.setLogs((await this.collectLogs(container, activationId, logLimitBytes, trace)).lines);
           event.phase = 'init';
           return false;
         }
         lease.markInitialized();
       }
 
+      signal.throwIfAborted();
       const runStart = this.now();
       record.running(runStart);
       this.deps.metrics.waitSeconds.observe(record.waitMs() / 1000);
@@ -340,9 +387,9 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
       const exit = runResult.kind === 'connection-failed' ? await container.inspectExit().catch(() => undefined) : undefined;
       const response = classifyRun(runResult, timeoutMs, this.deps.payloadLimitBytes, exit);
       record.ran(runEnd, response, runResult.kind === 'timeout');
-      const logs = await this.collectLogs(container, logLimitBytes, trace);
+      const logs = await this.collectLogs(container, activationId, logLimitBytes, trace);
       record.setLogs(logs.lines);
-      keep = logs.complete && !containerSuspect(response);
+      keep = logs.complete && !containerSuspect(response) && !signal.aborted;
       event.logsComplete = logs.complete;
       return false;
     } finally {
@@ -352,11 +399,12 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
 
   private async collectLogs(
     container: C,
+    activationId: string,
     limitBytes: number,
     trace: ActivationTrace,
   ): Promise<{ lines: string[]; complete: boolean }> {
     const start = this.now();
-    const logs = await trace.phase('logs', () => container.collectLogs({ limitBytes }));
+    const logs = await trace.phase('logs', () => container.collectLogs({ limitBytes, activationId }));
     this.deps.metrics.logCollectionSeconds.observe((this.now() - start) / 1000);
     return logs;
   }
@@ -396,8 +444,25 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
       statusCode,
       completion: message.blocking ? serializeAcknowledgement(ack) : shrunk,
       shrunkCompletion: shrunk,
+      // The controller gives up on the activation this long after it sent it (upstream's formula).
+      retryUntil: message.transid.start + forcedCompletionDelayMs(record.timeLimitMs() ?? 0),
     };
   }
+}
+
+/**
+ * `work`, or a rejection as soon as `signal` fires. `work` goes on; a later
+ * failure of it is dropped (the activation has been answered by then).
+ */
+function untilAborted(work: Promise<void>, signal: AbortSignal): Promise<void> {
+  work.catch(() => undefined);
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([work, aborted]).finally(() => signal.removeEventListener('abort', onAbort!));
 }
 
 /** Containers are reused only for the same invoking namespace, action (with version) and revision. */

@@ -47,10 +47,12 @@ import {
   invokerTopic,
   parseActivationMessage,
   ProtocolParseError,
+  validateActivationMessageNames,
   type ActivationMessage,
   type InvokerInstanceId,
 } from '../../protocol/index.js';
 import type { ActivationHandler, ActivationOutcome, Admission } from '../invocation/activation-handler.js';
+import type { ActivationIds } from '../invocation/activation-ids.js';
 import type { RecordSink } from '../invocation/invocation-core.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { InvokerMetrics } from '../telemetry/metrics.js';
@@ -58,7 +60,7 @@ import { salvageRejectedMessage, systemErrorActivation, systemErrorCompletion, u
 import { describeKafkaError } from './topics.js';
 
 /** A completion addressed to its controller: what goes to `completed<C>`. */
-export type CompletionRecord = Pick<ActivationOutcome, 'activationId' | 'controller' | 'completion' | 'shrunkCompletion'>;
+export type CompletionRecord = Pick<ActivationOutcome, 'activationId' | 'controller' | 'completion' | 'shrunkCompletion' | 'retryUntil'>;
 
 /** Where completions go (the completion producer). Logs its own failures; the feed only catches them. */
 export interface CompletionSink {
@@ -82,6 +84,8 @@ export interface ActivationFeedOptions {
   completions: CompletionSink;
   /** Where the system-error record of an unreadable (but addressable) message goes. */
   records?: RecordSink;
+  /** Ids running or finished recently (shared with HTTP push): a message with one of them is skipped. */
+  ids?: ActivationIds;
   logger: Logger;
   metrics: FeedMetrics;
   /** Default `invoker<N>`. */
@@ -441,8 +445,17 @@ class KafkaActivationFeed implements ActivationFeed {
     let parsed: ActivationMessage;
     try {
       parsed = parseActivationMessage(message.value ?? new Uint8Array(0));
+      validateActivationMessageNames(parsed);
     } catch (error) {
       this.reject(partition, message, error);
+      return;
+    }
+    if (this.options.ids !== undefined && !this.options.ids.claim(parsed.activationId)) {
+      // Its first copy runs (or ran) here and answers for it.
+      this.log.warn(
+        { partition, offset: message.offset, activationId: parsed.activationId, state: this.options.ids.state(parsed.activationId) },
+        'skipped an activation message whose activation id is already running or finished here',
+      );
       return;
     }
     this.dispatch(parsed, receivedAt);
@@ -458,6 +471,7 @@ class KafkaActivationFeed implements ActivationFeed {
     }
     const ended = () => {
       this.running--;
+      this.options.ids?.finish(message.activationId);
       this.wake(); // a slot may be free now even if admission does not say so itself
     };
     const chain = outcome.then(

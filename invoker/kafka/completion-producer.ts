@@ -11,10 +11,16 @@
  *   broker still refuses as too large (a topic with a smaller
  *   `max.message.bytes`) is re-sent shrunk. Upstream does the same: the
  *   controller then reads the result from the activation record.
+ * - A failed send is retried, with exponential backoff and jitter, for as
+ *   long as the controller still waits for the completion (the record's
+ *   `retryUntil`, its forced-completion deadline; default 3 minutes, upstream's
+ *   deadline for the shortest actions): a broker outage shorter than that
+ *   loses no completion. Each attempt gets kafkajs' own short retries.
  * - `send` logs every failure itself, then rejects; callers only need to catch.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { Partitioners, type Kafka, type Producer, type RetryOptions } from 'kafkajs';
-import { completedTopic } from '../../protocol/index.js';
+import { completedTopic, forcedCompletionDelayMs } from '../../protocol/index.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { CompletionRecord, CompletionSink } from './activation-feed.js';
 import { MAX_MESSAGE_BYTES, describeKafkaError, type TopicManager } from './topics.js';
@@ -39,14 +45,20 @@ interface Generation {
 export interface CompletionProducerOptions {
   kafka: Kafka;
   logger: Logger;
+  /** Names `completed<C>` (default: no prefix, `completedTopic` of protocol). */
+  topicFor?: (controller: CompletionRecord['controller']) => string;
   /** When given, `completed<C>` is created with upstream's settings before the first send to C. */
   topics?: Pick<TopicManager, 'ensureCompletedTopic'>;
   /** Largest record the topics take (default MAX_MESSAGE_BYTES); larger completions go out shrunk. */
   maxMessageBytes?: number;
   /** How long the broker may wait for the in-sync replicas (default 30 s). */
   ackTimeoutMs?: number;
-  /** kafkajs retries per send; bounded so that a dead broker cannot hold a drain forever. */
+  /** kafkajs retries within one attempt (default: 2, a few seconds). */
   retry?: RetryOptions;
+  /** Between attempts: from `initialMs` (default 500) doubling up to `maxMs` (default 10 000), with jitter. */
+  retryBackoff?: { initialMs?: number; maxMs?: number };
+  /** How long a completion without `retryUntil` is retried (default: the forced-completion delay of the shortest actions, 3 min). */
+  defaultRetryWindowMs?: number;
 }
 
 export interface CompletionProducer extends CompletionSink {
@@ -70,10 +82,13 @@ export function createCompletionProducer(options: CompletionProducerOptions): Co
       // auto-creation: a topic with default settings beats a lost completion.
       allowAutoTopicCreation: true,
       createPartitioner: Partitioners.DefaultPartitioner,
-      // kafkajs' idempotent default is to retry forever; about a minute of retries
-      // outlasts a leader election, and a drain still ends.
-      retry: options.retry ?? { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
+      // kafkajs' idempotent default is to retry forever; each attempt is kept
+      // short and `deliver` retries attempts until the controller's deadline.
+      retry: options.retry ?? { retries: 2, initialRetryTime: 300, maxRetryTime: 2_000 },
     });
+  const backoffInitialMs = options.retryBackoff?.initialMs ?? 500;
+  const backoffMaxMs = Math.max(backoffInitialMs, options.retryBackoff?.maxMs ?? 10_000);
+  const defaultRetryWindowMs = options.defaultRetryWindowMs ?? forcedCompletionDelayMs(0);
   /** The idempotent producer in use, and how many sends it has under way. */
   let current: Generation = { producer: newProducer(), sends: 0, retired: false, connected: undefined };
   const pending = new Set<Promise<unknown>>();
@@ -117,7 +132,7 @@ export function createCompletionProducer(options: CompletionProducerOptions): Co
   };
 
   const deliver = async (c: CompletionRecord): Promise<CompletionDelivery> => {
-    const topic = completedTopic(c.controller);
+    const topic = options.topicFor === undefined ? completedTopic(c.controller) : options.topicFor(c.controller);
     const context = { activationId: c.activationId, topic };
     if (state !== 'running' && state !== 'stopping') {
       const why = state === 'new' ? 'not started' : 'stopped';
@@ -125,6 +140,25 @@ export function createCompletionProducer(options: CompletionProducerOptions): Co
       log.error({ ...context, err: error }, 'completion not sent');
       throw error;
     }
+    const until = c.retryUntil ?? Date.now() + defaultRetryWindowMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await attemptDelivery(c, topic);
+      } catch (error) {
+        const ceiling = Math.min(backoffMaxMs, backoffInitialMs * 2 ** Math.min(attempt - 1, 30));
+        const waitMs = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+        if (Date.now() + waitMs >= until) {
+          log.error({ ...context, err: error, attempts: attempt }, 'completion not sent; the controller will time the activation out');
+          throw error;
+        }
+        log.warn({ ...context, err: error, attempt, retryInMs: waitMs, giveUpInMs: until - Date.now() }, 'sending a completion failed; retrying');
+        await delay(waitMs);
+      }
+    }
+  };
+
+  const attemptDelivery = async (c: CompletionRecord, topic: string): Promise<CompletionDelivery> => {
+    const context = { activationId: c.activationId, topic };
     await options.topics?.ensureCompletedTopic(topic);
     const bytes = Buffer.byteLength(c.completion);
     let delivery: CompletionDelivery = 'full';
@@ -144,12 +178,7 @@ export function createCompletionProducer(options: CompletionProducerOptions): Co
         }
       }
     } catch (error) {
-      const wrapped = new Error(
-        `sending the ${delivery} completion of ${c.activationId} to ${topic}: ${describeKafkaError(error)}`,
-        { cause: error },
-      );
-      log.error({ ...context, err: wrapped }, 'completion not sent; the controller will time the activation out');
-      throw wrapped;
+      throw new Error(`sending the ${delivery} completion of ${c.activationId} to ${topic}: ${describeKafkaError(error)}`, { cause: error });
     }
     log.debug({ ...context, delivery }, 'completion sent');
     return delivery;

@@ -8,12 +8,13 @@ import type { Kafka } from 'kafkajs';
 import type { InvokerInstanceId } from '../../protocol/index.js';
 import type { ActivationHandler, Admission } from '../invocation/activation-handler.js';
 import type { RecordSink } from '../invocation/invocation-core.js';
+import type { ActivationIds } from '../invocation/activation-ids.js';
 import type { Logger } from '../telemetry/logger.js';
 import { createActivationFeed, type ActivationFeed, type FeedConsumerSettings, type FeedMetrics } from './activation-feed.js';
 import { createKafkaClient } from './client.js';
 import { createCompletionProducer, type CompletionProducer } from './completion-producer.js';
 import { createHealthPinger, type HealthPinger } from './health-pinger.js';
-import { createTopicManager, type TopicManager } from './topics.js';
+import { createTopicManager, topicNames, type TopicManager, type TopicNames } from './topics.js';
 
 export * from './activation-feed.js';
 export * from './client.js';
@@ -31,16 +32,24 @@ export interface KafkaSideOptions {
   admission: Admission;
   /** Records of unreadable messages (see rejected-message.ts). */
   records?: RecordSink;
+  /** Ids running or finished recently, shared with HTTP push. */
+  ids?: ActivationIds;
   logger: Logger;
   metrics: FeedMetrics;
   healthPingIntervalMs?: number;
-  /** Default `health`. */
+  /**
+   * Upstream's `whisk.kafka.topics.prefix` (KAFKA_TOPIC_PREFIX): every topic
+   * and group is named under it. Default empty.
+   */
+  topicPrefix?: string;
+  /** Default `<prefix>health`. */
   healthTopic?: string;
   consumer?: FeedConsumerSettings;
 }
 
 export interface KafkaSide {
   readonly kafka: Kafka;
+  readonly names: TopicNames;
   readonly topics: TopicManager;
   readonly completions: CompletionProducer;
   readonly pinger: HealthPinger;
@@ -61,22 +70,27 @@ export function createKafkaSide(options: KafkaSideOptions): KafkaSide | undefine
   if (options.brokers.length === 0) return undefined;
   const { instance, logger } = options;
   const kafka = createKafkaClient({ brokers: options.brokers, clientId: `${options.clientId}${instance.instance}`, logger });
+  const names = topicNames(options.topicPrefix ?? '');
+  const healthTopic = options.healthTopic ?? names.health;
   const topics = createTopicManager({ kafka, logger });
-  const completions = createCompletionProducer({ kafka, logger, topics });
+  const completions = createCompletionProducer({ kafka, logger, topics, topicFor: names.completed });
   const pinger = createHealthPinger({
     kafka,
     instance,
     logger,
     ...(options.healthPingIntervalMs === undefined ? {} : { intervalMs: options.healthPingIntervalMs }),
-    ...(options.healthTopic === undefined ? {} : { topic: options.healthTopic }),
+    topic: healthTopic,
   });
   const feed = createActivationFeed({
     kafka,
     instance,
+    // The group is named after the topic, as upstream (getConsumer(config, topic, topic, ...)).
+    topic: names.invoker(instance),
     handler: options.handler,
     admission: options.admission,
     completions,
     ...(options.records ? { records: options.records } : {}),
+    ...(options.ids ? { ids: options.ids } : {}),
     logger,
     metrics: options.metrics,
     ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
@@ -84,15 +98,13 @@ export function createKafkaSide(options: KafkaSideOptions): KafkaSide | undefine
 
   return {
     kafka,
+    names,
     topics,
     completions,
     pinger,
     feed,
     async start() {
-      await topics.ensureInvokerTopics({
-        invokerTopic: feed.topic,
-        ...(options.healthTopic === undefined ? {} : { healthTopic: options.healthTopic }),
-      });
+      await topics.ensureInvokerTopics({ invokerTopic: feed.topic, healthTopic });
       await completions.start();
       await feed.start();
       await pinger.start();

@@ -10,12 +10,60 @@
  * defaults instead of the 1 MiB message limit and the short retention.
  */
 import type { Admin, IResourceConfigEntry, Kafka } from 'kafkajs';
+import type { ControllerInstanceId, InvokerInstanceId } from '../../protocol/index.js';
 import type { Logger } from '../telemetry/logger.js';
 
 /** Upstream payload limit (1 MiB) plus room for the message envelope: the broker's and topics' `max.message.bytes`. */
 export const MAX_MESSAGE_BYTES = 1_048_576 + 6_144;
 
 export const HEALTH_TOPIC = 'health';
+
+/**
+ * Topic names under upstream's `whisk.kafka.topics.prefix` (default empty):
+ * upstream concatenates the prefix and the name with no separator
+ * (`topicPrefix + "completed" + controller`, `s"${topicPrefix}invoker${id}"`,
+ * `s"${topicPrefix}health"`; consumer groups are named the same way:
+ * `<prefix>invoker<N>`, `<prefix>completed<C>`, `<prefix>health<C>`).
+ * Invokers and controllers that share a broker see each other only when
+ * their prefixes are equal. (`events`, under upstream's separate
+ * `user-event.prefix`, is not produced here.)
+ */
+export interface TopicNames {
+  readonly prefix: string;
+  /** `<prefix>invoker<N>`: the invoker's activation topic, and its consumer group. */
+  invoker(id: InvokerInstanceId | number): string;
+  /** `<prefix>completed<C>`: controller C's acknowledgement topic, and its consumer group. */
+  completed(id: ControllerInstanceId | string): string;
+  /** `<prefix>health`: the invokers' pings. */
+  readonly health: string;
+  /** `<prefix>health<C>`: controller C's consumer group on the health topic. */
+  healthGroup(id: ControllerInstanceId | string): string;
+}
+
+/** Kafka's legal topic characters; a topic name is at most 249 of them. */
+const TOPIC_CHARS = /^[A-Za-z0-9._-]*$/;
+/** Room left for the longest name under the prefix (`completed` + a controller id). */
+export const MAX_TOPIC_PREFIX_LENGTH = 200;
+
+/** Why `prefix` cannot prefix Kafka topic names, or undefined when it can. */
+export function topicPrefixProblem(prefix: string): string | undefined {
+  if (!TOPIC_CHARS.test(prefix)) return 'may only contain letters, digits, ".", "_" and "-" (Kafka topic names)';
+  if (prefix.length > MAX_TOPIC_PREFIX_LENGTH) return `is longer than ${MAX_TOPIC_PREFIX_LENGTH} characters`;
+  return undefined;
+}
+
+export function topicNames(prefix = ''): TopicNames {
+  const problem = topicPrefixProblem(prefix);
+  if (problem !== undefined) throw new RangeError(`Kafka topic prefix ${JSON.stringify(prefix)} ${problem}`);
+  const controllerId = (id: ControllerInstanceId | string) => (typeof id === 'string' ? id : id.asString);
+  return {
+    prefix,
+    invoker: (id) => `${prefix}invoker${typeof id === 'number' ? id : id.instance}`,
+    completed: (id) => `${prefix}completed${controllerId(id)}`,
+    health: `${prefix}${HEALTH_TOPIC}`,
+    healthGroup: (id) => `${prefix}${HEALTH_TOPIC}${controllerId(id)}`,
+  };
+}
 
 export type TopicKind = 'invoker' | 'completed' | 'health';
 

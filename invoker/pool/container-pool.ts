@@ -1,7 +1,15 @@
 /**
  * The invoker's container pool: which container runs an activation, and how
  * containers live and die. It knows nothing about Docker; containers come
- * from a ContainerProvider (declared in ./types.ts).
+ * from a ContainerProvider (declared in ./types.ts). Each container's state
+ * and its allowed transitions are in ./pooled-container.ts, stem-cell upkeep
+ * rules in ./stem-cells.ts.
+ *
+ * Longer than this project's ~500-line guide on purpose: placement, eviction,
+ * the queue and the completion callbacks of create/pause/unpause/destroy all
+ * read and change the same ledger, queue and indexes within one synchronous
+ * turn (see "Race freedom" below); splitting them across classes would
+ * spread that critical section over several files.
  *
  * Placement, in order (upstream ContainerPool semantics, see the wire spec §9):
  *  1. warm: an initialized container for the same warmKey with a free run
@@ -42,24 +50,25 @@
  * engine. Idle removal default 10 min (upstream).
  */
 import type { Logger } from '../telemetry/logger.js';
-import {
-  ActionTooLargeError,
-  ContainerCreateError,
-  PoolAcquireAbortedError,
-  PoolClosedError,
-  PoolQueueFullError,
-} from './errors.js';
+import { ActionTooLargeError, ContainerCreateError, PoolClosedError, PoolQueueFullError } from './errors.js';
 import { IdleTimers } from './idle-timers.js';
 import { MemoryLedger } from './memory-ledger.js';
+import { CONTAINER_STATES, PooledContainer, type ContainerState, type PooledContainerInit } from './pooled-container.js';
 import { RequestQueue } from './request-queue.js';
-import { backoffDelayMs, DEFAULT_PREWARM_BACKOFF, stemCellTargets, type BackoffOptions, type StemCellTarget } from './stem-cells.js';
 import {
-  CONTAINER_STATES,
+  DEFAULT_PREWARM_BACKOFF,
+  recordStemCellFailure,
+  recordStemCellSuccess,
+  stemCellShortfall,
+  stemCellTargets,
+  type BackoffOptions,
+  type StemCellTarget,
+} from './stem-cells.js';
+import {
   type AcquireRequest,
   type ContainerProvider,
   type ContainerSnapshot,
   type ContainerSpec,
-  type ContainerState,
   type Lease,
   type LeaseOrigin,
   type PoolContainer,
@@ -109,34 +118,6 @@ export interface DrainResult {
   destroyed: number;
 }
 
-/** One pooled container and its bookkeeping. */
-interface Slot<C> {
-  container: C | undefined;
-  state: ContainerState;
-  readonly kind: string;
-  readonly image: string;
-  readonly memoryMb: number;
-  /** Ledger memory this slot holds; less than memoryMb once an evicting request took it over. */
-  chargedMb: number;
-  readonly origin: 'prewarm' | 'cold';
-  /** The prewarm target this slot counts toward while it is creating / an unused stem cell. */
-  stemCell: StemCellTarget | undefined;
-  /** Concurrency the container was created for. */
-  readonly specConcurrency: number;
-  /** Set once initialized (markInitialized); the slot is then in the warm index. */
-  warmKey: string | undefined;
-  inFlight: number;
-  lastUsedAt: number;
-  /** The pause() or unpause() in flight (states pausing / unpausing); never rejects. */
-  op: Promise<void> | undefined;
-  /** Settles when create() has settled (state left 'creating'). */
-  created: Promise<void> | undefined;
-  /** Settles when destroy() has settled and the memory is back. */
-  destroyed: Promise<void> | undefined;
-  /** Remove once the last run in flight is released (broken, or never initialized). */
-  doomed: boolean;
-}
-
 /** An acquire() that has not got its lease yet. */
 interface Pending<C extends PoolContainer> {
   readonly request: AcquireRequest;
@@ -146,11 +127,10 @@ interface Pending<C extends PoolContainer> {
   priorWaitMs: number;
   queuedAt: number;
   waitMs: number;
-  onAbort: (() => void) | undefined;
 }
 
-const REUSABLE_STATES: ReadonlySet<ContainerState> = new Set(['warm-idle', 'busy', 'pausing', 'paused', 'unpausing']);
-const EVICTABLE_STATES: ReadonlySet<ContainerState> = new Set(['warm-idle', 'paused', 'prewarm']);
+/** A pooled container as this pool holds it. */
+type Slot<C extends PoolContainer> = PooledContainer<C>;
 
 export class ContainerPool<C extends PoolContainer> {
   private readonly provider: ContainerProvider<C>;
@@ -205,9 +185,8 @@ export class ContainerPool<C extends PoolContainer> {
 
   /**
    * A container for `request`. Rejects with ActionTooLargeError (can never
-   * fit), PoolQueueFullError (no capacity, queue full), PoolAcquireAbortedError
-   * (signal fired while queued), ContainerCreateError (cold start failed),
-   * PoolClosedError (draining).
+   * fit), PoolQueueFullError (no capacity, queue full), ContainerCreateError
+   * (cold start failed), PoolClosedError (draining).
    */
   acquire(request: AcquireRequest): Promise<Lease<C>> {
     try {
@@ -219,10 +198,9 @@ export class ContainerPool<C extends PoolContainer> {
     if (request.memoryMb > this.ledger.capacityMb) {
       return Promise.reject(new ActionTooLargeError(request.memoryMb, this.ledger.capacityMb, request.warmKey));
     }
-    if (request.signal?.aborted) return Promise.reject(new PoolAcquireAbortedError(request.warmKey, request.signal.reason));
 
     return new Promise<Lease<C>>((resolve, reject) => {
-      const pending: Pending<C> = { request, resolve, reject, priorWaitMs: 0, queuedAt: 0, waitMs: 0, onAbort: undefined };
+      const pending: Pending<C> = { request, resolve, reject, priorWaitMs: 0, queuedAt: 0, waitMs: 0 };
       // Strict FIFO: while anyone is waiting, newcomers wait behind them.
       if (this.queue.length === 0 && this.place(pending)) return;
       this.enqueue(pending, 'back');
@@ -280,7 +258,6 @@ export class ContainerPool<C extends PoolContainer> {
       cell.retryTimer = undefined;
     }
     for (const pending of this.queue.takeAll()) {
-      this.detachAbort(pending);
       pending.reject(new PoolClosedError(`waiting for a container for ${pending.request.warmKey}`));
     }
     this.drainPromise = this.finishDrain(timeoutMs);
@@ -299,7 +276,7 @@ export class ContainerPool<C extends PoolContainer> {
   private place(pending: Pending<C>): boolean {
     const request = pending.request;
     if (request.fresh !== true) {
-      const warm = this.warm.find(request.warmKey, request.concurrency, (slot) => !slot.doomed && REUSABLE_STATES.has(slot.state));
+      const warm = this.warm.find(request.warmKey, request.concurrency, (slot) => slot.reusable);
       if (warm !== undefined) {
         this.leaseWarm(warm, pending);
         return true;
@@ -325,11 +302,8 @@ export class ContainerPool<C extends PoolContainer> {
   }
 
   private leaseWarm(slot: Slot<C>, pending: Pending<C>): void {
-    slot.inFlight += 1;
-    slot.lastUsedAt = this.now();
     this.timers.clear(slot);
-    if (slot.state === 'warm-idle' || slot.state === 'busy') {
-      slot.state = 'busy';
+    if (slot.claim(this.now())) {
       pending.resolve(this.makeLease(slot, pending, 'warm'));
       return;
     }
@@ -347,25 +321,12 @@ export class ContainerPool<C extends PoolContainer> {
   }
 
   private findStemCell(request: AcquireRequest): Slot<C> | undefined {
-    for (const slot of this.slots) {
-      if (
-        slot.state === 'prewarm' &&
-        slot.kind === request.kind &&
-        slot.memoryMb === request.memoryMb &&
-        slot.image === request.image &&
-        slot.specConcurrency >= request.concurrency
-      ) {
-        return slot;
-      }
-    }
+    for (const slot of this.slots) if (slot.servesAsStemCell(request)) return slot;
     return undefined;
   }
 
   private leaseStemCell(slot: Slot<C>, pending: Pending<C>): void {
-    slot.state = 'busy';
-    slot.inFlight = 1;
-    slot.lastUsedAt = this.now();
-    slot.stemCell = undefined;
+    slot.leaseStemCell(this.now());
     this.log.debug({ container: slot.container?.name, kind: slot.kind, memoryMb: slot.memoryMb }, 'prewarm container taken');
     pending.resolve(this.makeLease(slot, pending, 'prewarm'));
     // The replacement: started now when nobody waits, else when the queue empties.
@@ -375,7 +336,7 @@ export class ContainerPool<C extends PoolContainer> {
   /** Idle containers, oldest last use first, whose memory covers `shortMb`; undefined if they cannot. */
   private pickVictims(shortMb: number): Slot<C>[] | undefined {
     const idle = [...this.slots]
-      .filter((slot) => slot.inFlight === 0 && EVICTABLE_STATES.has(slot.state))
+      .filter((slot) => slot.evictable)
       .sort((a, b) => a.lastUsedAt - b.lastUsedAt);
     const victims: Slot<C>[] = [];
     let covered = 0;
@@ -413,7 +374,6 @@ export class ContainerPool<C extends PoolContainer> {
   private startCold(pending: Pending<C>, memoryMb: number, waitFor: Promise<void>[]): void {
     const request = pending.request;
     const slot = this.newSlot({
-      state: 'creating',
       kind: request.kind,
       image: request.image,
       memoryMb,
@@ -451,15 +411,13 @@ export class ContainerPool<C extends PoolContainer> {
       this.pump();
       return;
     }
-    slot.container = container;
+    slot.markCreated(container, this.now());
     if (this.closed) {
       // drain() gave up waiting and is tearing everything down.
       void this.destroy(slot, 'pool closed');
       pending.reject(new PoolClosedError(`creating a container for ${pending.request.warmKey}`));
       return;
     }
-    slot.state = 'busy';
-    slot.lastUsedAt = this.now();
     pending.resolve(this.makeLease(slot, pending, 'cold'));
   }
 
@@ -476,23 +434,7 @@ export class ContainerPool<C extends PoolContainer> {
       this.queue.unshift(pending);
     }
     pending.queuedAt = this.now();
-    const signal = pending.request.signal;
-    if (signal !== undefined) {
-      pending.onAbort = () => {
-        if (!this.queue.remove(pending)) return;
-        pending.onAbort = undefined;
-        pending.reject(new PoolAcquireAbortedError(pending.request.warmKey, signal.reason));
-        // The head may have been blocking others.
-        this.pump();
-      };
-      signal.addEventListener('abort', pending.onAbort, { once: true });
-    }
     this.log.debug({ warmKey: pending.request.warmKey, memoryMb: pending.request.memoryMb, queueLength: this.queue.length }, 'waiting for capacity');
-  }
-
-  private detachAbort(pending: Pending<C>): void {
-    if (pending.onAbort !== undefined) pending.request.signal?.removeEventListener('abort', pending.onAbort);
-    pending.onAbort = undefined;
   }
 
   /** Serves the queue head while it can be placed; called whenever capacity may have freed. */
@@ -504,7 +446,6 @@ export class ContainerPool<C extends PoolContainer> {
         head.waitMs = head.priorWaitMs + (this.now() - head.queuedAt);
         if (!this.place(head)) break;
         this.queue.shift();
-        this.detachAbort(head);
       }
     } finally {
       this.pumping = false;
@@ -518,10 +459,6 @@ export class ContainerPool<C extends PoolContainer> {
       pending.reject(new PoolClosedError(`acquiring a container for ${pending.request.warmKey}`));
       return;
     }
-    if (pending.request.signal?.aborted) {
-      pending.reject(new PoolAcquireAbortedError(pending.request.warmKey, pending.request.signal.reason));
-      return;
-    }
     pending.priorWaitMs = pending.waitMs;
     this.enqueue(pending, 'front');
     this.pump();
@@ -531,8 +468,7 @@ export class ContainerPool<C extends PoolContainer> {
   // Leases
 
   private makeLease(slot: Slot<C>, pending: Pending<C>, origin: LeaseOrigin): Lease<C> {
-    const container = slot.container;
-    if (container === undefined) throw new Error('container pool: leasing a slot without a container');
+    const container = slot.requireContainer('leasing');
     const warmKey = pending.request.warmKey;
     let initialized = origin === 'warm';
     let released = false;
@@ -580,7 +516,7 @@ export class ContainerPool<C extends PoolContainer> {
       void this.destroy(slot, disposition === 'destroy' ? 'released for destruction' : 'never initialized');
       return;
     }
-    slot.state = 'warm-idle';
+    slot.idle(this.now());
     if (this.closing) {
       this.notifyIfIdle();
       return;
@@ -601,24 +537,19 @@ export class ContainerPool<C extends PoolContainer> {
     if (slot.state !== 'warm-idle' || slot.inFlight > 0 || this.closing) return;
     const container = slot.container;
     if (container === undefined) return;
-    slot.state = 'pausing';
     // Through an async function so that a synchronous throw becomes a rejection
     // and `op` is always set while the state says an operation is in flight.
-    slot.op = (async () => container.pause())().then(
-      () => {
-        slot.op = undefined;
-        if (slot.state !== 'pausing') return;
-        // If a lease claimed it meanwhile (inFlight > 0), resume() unpauses it next.
-        slot.state = 'paused';
-      },
+    // If a lease claims it meanwhile (inFlight > 0), resume() unpauses it next.
+    const op = (async () => container.pause())().then(
+      () => void slot.pauseSettled(),
       (error: unknown) => {
-        slot.op = undefined;
-        if (slot.state !== 'pausing') return;
+        if (!slot.opFailed('pausing')) return;
         // Its state is unknown now; a broken container must not be handed out.
         this.log.warn({ err: error, container: container.name }, 'pausing container failed; removing it');
         void this.destroy(slot, 'pause failed');
       },
     );
+    slot.beginPause(op);
   }
 
   /** Brings a claimed paused/pausing container back to running; false if it was destroyed instead. */
@@ -627,7 +558,7 @@ export class ContainerPool<C extends PoolContainer> {
       switch (slot.state) {
         case 'busy':
         case 'warm-idle':
-          slot.state = 'busy';
+          slot.running();
           return true;
         case 'pausing':
         case 'unpausing':
@@ -643,23 +574,19 @@ export class ContainerPool<C extends PoolContainer> {
   }
 
   private startUnpause(slot: Slot<C>): void {
-    const container = slot.container;
-    if (container === undefined) throw new Error('container pool: unpausing a slot without a container');
-    slot.state = 'unpausing';
-    slot.op = (async () => container.unpause())().then(
+    const container = slot.requireContainer('unpausing');
+    const op = (async () => container.unpause())().then(
       () => {
-        slot.op = undefined;
-        if (slot.state !== 'unpausing') return;
-        slot.state = slot.inFlight > 0 ? 'busy' : 'warm-idle';
+        if (!slot.unpauseSettled()) return;
         if (slot.state === 'warm-idle' && !this.closing) this.scheduleIdle(slot);
       },
       (error: unknown) => {
-        slot.op = undefined;
-        if (slot.state !== 'unpausing') return;
+        if (!slot.opFailed('unpausing')) return;
         this.log.warn({ err: error, container: container.name, warmKey: slot.warmKey }, 'unpausing container failed; removing it and placing the activation elsewhere');
         void this.destroy(slot, 'unpause failed');
       },
     );
+    slot.beginUnpause(op);
   }
 
   private expire(slot: Slot<C>): void {
@@ -679,10 +606,9 @@ export class ContainerPool<C extends PoolContainer> {
     if (!this.started || this.closing || this.queue.length > 0) return;
     const now = this.now();
     for (const target of this.stemCells) {
-      if (now < target.retryAt) continue;
       let live = 0;
       for (const slot of this.slots) if (slot.stemCell === target) live += 1;
-      for (; live < target.count; live += 1) {
+      for (let wanted = stemCellShortfall(target, live, now); wanted > 0; wanted -= 1) {
         // Short of memory: skip; every pump (capacity freed) tries again.
         if (!this.ledger.tryReserve(target.memoryMb)) break;
         this.createStemCell(target);
@@ -692,7 +618,6 @@ export class ContainerPool<C extends PoolContainer> {
 
   private createStemCell(target: StemCellTarget): void {
     const slot = this.newSlot({
-      state: 'creating',
       kind: target.kind,
       image: target.image,
       memoryMb: target.memoryMb,
@@ -703,13 +628,12 @@ export class ContainerPool<C extends PoolContainer> {
     const spec: ContainerSpec = { kind: target.kind, image: target.image, memoryMb: target.memoryMb, concurrency: target.concurrency, prewarm: true };
     slot.created = (async () => {
       await yieldTurn();
+      let container: C;
       try {
-        slot.container = await this.provider.create(spec);
+        container = await this.provider.create(spec);
       } catch (error) {
         this.forget(slot);
-        target.failures += 1;
-        const delayMs = backoffDelayMs(target.failures, this.prewarmBackoff);
-        target.retryAt = this.now() + delayMs;
+        const delayMs = recordStemCellFailure(target, this.now(), this.prewarmBackoff);
         this.log.warn(
           { err: error, kind: target.kind, memoryMb: target.memoryMb, failures: target.failures, retryInMs: delayMs },
           'creating a prewarm container failed; retrying later',
@@ -726,14 +650,13 @@ export class ContainerPool<C extends PoolContainer> {
         this.pump();
         return;
       }
-      target.failures = 0;
+      recordStemCellSuccess(target);
+      slot.markCreated(container, this.now());
       if (this.closing) {
         void this.destroy(slot, 'pool closing');
         return;
       }
-      slot.state = 'prewarm';
-      slot.lastUsedAt = this.now();
-      this.log.debug({ container: slot.container.name, kind: target.kind, memoryMb: target.memoryMb }, 'prewarm container ready');
+      this.log.debug({ container: container.name, kind: target.kind, memoryMb: target.memoryMb }, 'prewarm container ready');
       this.pump();
     })();
   }
@@ -741,19 +664,8 @@ export class ContainerPool<C extends PoolContainer> {
   // -------------------------------------------------------------------------
   // Slots and memory
 
-  private newSlot(init: Pick<Slot<C>, 'state' | 'kind' | 'image' | 'memoryMb' | 'origin' | 'specConcurrency' | 'stemCell'>): Slot<C> {
-    const slot: Slot<C> = {
-      ...init,
-      container: undefined,
-      chargedMb: init.memoryMb,
-      warmKey: undefined,
-      inFlight: 0,
-      lastUsedAt: this.now(),
-      op: undefined,
-      created: undefined,
-      destroyed: undefined,
-      doomed: false,
-    };
+  private newSlot(init: Omit<PooledContainerInit, 'now'>): Slot<C> {
+    const slot = new PooledContainer<C>({ ...init, now: this.now() });
     this.slots.add(slot);
     return slot;
   }
@@ -762,9 +674,8 @@ export class ContainerPool<C extends PoolContainer> {
   private forget(slot: Slot<C>): void {
     this.ledger.release(slot.chargedMb);
     slot.chargedMb = 0;
-    slot.stemCell = undefined;
     slot.inFlight = 0;
-    slot.state = 'destroying';
+    slot.beginDestroy();
     this.slots.delete(slot);
     this.notifyIfIdle();
   }
@@ -784,8 +695,7 @@ export class ContainerPool<C extends PoolContainer> {
     if (slot.destroyed !== undefined) return slot.destroyed;
     this.timers.clear(slot);
     this.unindex(slot);
-    slot.stemCell = undefined;
-    slot.state = 'destroying';
+    slot.beginDestroy();
     const container = slot.container;
     slot.destroyed = (async () => {
       await yieldTurn();

@@ -37,15 +37,6 @@ export class PoolClosedError extends Error {
   }
 }
 
-/** The caller's AbortSignal fired while the request waited for capacity. */
-export class PoolAcquireAbortedError extends Error {
-  override readonly name = 'PoolAcquireAbortedError';
-
-  constructor(warmKey: string, reason: unknown) {
-    super(`waiting for a container for ${warmKey}: aborted`, { cause: reason });
-  }
-}
-
 /** ContainerProvider.create() failed; `cause` is the provider's error. */
 export class ContainerCreateError extends Error {
   override readonly name = 'ContainerCreateError';

@@ -38,37 +38,9 @@ export interface ContainerProvider<C extends PoolContainer> {
 /** How the container behind a lease was obtained. */
 export type LeaseOrigin = 'warm' | 'prewarm' | 'cold';
 
-/**
- * Lifecycle states of a pooled container.
- *   creating   provider.create() in flight (memory already reserved)
- *   prewarm    stem cell, running, never initialized, idle
- *   warm-idle  initialized for a warmKey, running, no runs in flight
- *   busy       leased: at least one run in flight (or a fresh lease not yet initialized)
- *   pausing    pause() in flight
- *   paused     paused, idle (or claimed and about to be unpaused)
- *   unpausing  unpause() in flight
- *   destroying destroy() in flight; its memory is freed when destroy() settles
- */
-export type ContainerState =
-  | 'creating'
-  | 'prewarm'
-  | 'warm-idle'
-  | 'busy'
-  | 'pausing'
-  | 'paused'
-  | 'unpausing'
-  | 'destroying';
-
-export const CONTAINER_STATES: readonly ContainerState[] = [
-  'creating',
-  'prewarm',
-  'warm-idle',
-  'busy',
-  'pausing',
-  'paused',
-  'unpausing',
-  'destroying',
-];
+/** Lifecycle states: see ./pooled-container.ts, where the transitions are. */
+export type { ContainerState } from './pooled-container.js';
+import type { ContainerState } from './pooled-container.js';
 
 export interface AcquireRequest {
   /**
@@ -82,8 +54,6 @@ export interface AcquireRequest {
   memoryMb: number;
   /** The action's intra-container concurrency limit (1 = one run at a time). */
   concurrency: number;
-  /** Aborting removes a queued request (rejects with PoolAcquireAbortedError). */
-  signal?: AbortSignal;
   /** Skip warm and prewarm containers: retry on a fresh container after a broken warm one. */
   fresh?: boolean;
   /** Passed to ContainerSpec on a cold start. */
@@ -147,6 +117,13 @@ export interface StemCellSpec {
   kind: string;
   image: string;
   memoryMb: number;
+  /**
+   * The configured size in bytes when it is not `memoryMb` MiB exactly (a
+   * manifest may say `"300000 KB"`): the container gets `memoryMb`, but as
+   * upstream (ByteSize equality) it is only handed to an action whose memory
+   * limit is exactly this size, i.e. never. Default `memoryMb` MiB.
+   */
+  memoryBytes?: number;
   count: number;
   /**
    * Largest action concurrency a stem cell of this target may serve: passed

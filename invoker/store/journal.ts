@@ -1,83 +1,53 @@
 /**
- * The activation writer's write-ahead journal: every activation record is on
- * local disk before `store()` resolves, and stays there until CouchDB has
- * confirmed it, so a crash or kill -9 of the invoker loses nothing it had
- * accepted.
+ * The one book of activation records that are not yet in CouchDB. Every
+ * record is on local disk before `append()` resolves and stays there until
+ * `acknowledge()` (CouchDB confirmed it) or `deadLetter()`, so a crash or
+ * kill -9 of the invoker loses nothing it had accepted.
  *
- * Layout: a directory of segment files `seg-<12 digits>.jnl`, appended to,
- * never rewritten, plus `dead-letter.jsonl` for records CouchDB rejects for
- * good. Segment lines:
+ * The journal is a cursor over its unconfirmed records: `take()` hands out
+ * the oldest records nobody holds, `acknowledge()` ends them, `giveBack()`
+ * returns them for a later `take()`. It alone knows which records are
+ * unconfirmed, which are in memory and which exist only on disk ("spilled").
+ * Memory is bounded: at most `maxHeldRecords` / `maxHeldBytes` of records
+ * are held (ready in memory or taken); a record appended beyond the bound,
+ * or while anything is spilled (oldest first, no starvation), lives only in
+ * its segment file and is read back once what is held drops to half the
+ * bound. Replay after a restart is the same path: every record found at
+ * open() is spilled.
  *
- *   R <ordinal> <document JSON>\n     a record; ordinals count up within a segment
- *   A <ordinal> <ordinal> ...\n       those records are confirmed (or dead-lettered)
- *
- * JSON.stringify never emits a raw newline, so a line is a record. Only the
- * newest ("active") segment receives records; it is sealed once it reaches
- * `segmentMaxBytes`. Confirmations go into the segment holding the record,
- * so a segment explains itself: at start, a segment's unconfirmed records
- * are its R ordinals minus its A ordinals. A sealed segment is deleted as
- * soon as all its records are confirmed; the active one when the journal
- * closes with nothing unconfirmed in it.
+ * Files: segment files appended to, never rewritten, and a dead-letter
+ * file; the format is described in segment-file.ts.
  *
  * Writes are group commits: all records appended while the previous write
  * runs (or within one event-loop turn) go out in one write() call. One
  * serial queue runs every file operation, so a read of a segment never sees
- * a half-written batch. In memory the journal keeps, per live segment, one
- * bit per record (unconfirmed or not) - not the documents.
+ * a half-written batch.
  *
  * Durability: a write() that returned is in the OS page cache, which
  * survives a kill -9 of the process; only a machine or kernel crash loses it.
  * `sync: true` adds an fdatasync per batch (and per new segment, a sync of
- * the directory) for that case, at a cost in throughput; see the writer.
- *
- * A write that fails (disk full) may leave part of a line behind: the
- * segment is sealed, its next line starts on a fresh line, and at start a
- * segment's unterminated last line is cut off (its store() had failed).
- * Confirmation lines are written without fsync: losing one only means the
- * record is written to CouchDB again, where it conflicts and counts as done.
+ * the directory) for that case, at a cost in throughput. Failed writes and
+ * lost confirmation lines: see segment-file.ts.
  */
-import { mkdir, open, readdir, readFile, truncate, unlink, appendFile, type FileHandle } from 'node:fs/promises';
+import { appendFile, open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../telemetry/logger.js';
+import { HeldRecords } from './held-records.js';
+import type { Available, CorruptRecord, DeadLetter, JournalRecord, JournalStats, RecordRef } from './records.js';
+import {
+  Bits,
+  ackLines,
+  appendDeadLetters,
+  documentId,
+  recordLines,
+  recoverDirectory,
+  segmentFileName,
+  syncDirectory,
+  writeAll,
+} from './segment-file.js';
 
-const SEGMENT_NAME = /^seg-(\d{12})\.jnl$/;
-const NEWLINE = 0x0a;
-const R = 0x52;
-const A = 0x41;
-const SPACE = 0x20;
-/** Ordinals per confirmation line, to keep lines short. */
-const ACK_LINE_MAX = 512;
-
-/** Where a record sits in the journal. */
-export interface RecordRef {
-  readonly segment: number;
-  readonly ordinal: number;
-}
-
-export interface JournalRecord extends RecordRef {
-  /** The document's `_id`. */
-  readonly id: string;
-  /** The document, serialised once, exactly as it goes to CouchDB. */
-  readonly json: string;
-  /** UTF-8 length of `json`. */
-  readonly bytes: number;
-}
-
-/** A record line that cannot be turned back into a document (only after disk damage). */
-export interface CorruptRecord extends RecordRef {
-  readonly raw: string;
-  readonly problem: string;
-}
-
-export interface DeadLetter {
-  readonly ref: RecordRef;
-  readonly id: string | undefined;
-  /** The document JSON, or with `raw` the text of a line that is not a document. */
-  readonly json: string;
-  readonly raw?: boolean;
-  readonly error: string;
-  readonly reason: string;
-}
+export { Bits } from './segment-file.js';
+export type { Available, CorruptRecord, DeadLetter, JournalRecord, JournalStats, RecordRef } from './records.js';
 
 export interface JournalOptions {
   dir: string;
@@ -87,19 +57,11 @@ export interface JournalOptions {
   sync?: boolean;
   /** Default `<dir>/dead-letter.jsonl`. */
   deadLetterFile?: string;
+  /** Records held in memory (ready or taken); beyond, they live only on disk. Default 10 000. */
+  maxHeldRecords?: number;
+  /** Bytes of records held in memory. Default 32 MiB. */
+  maxHeldBytes?: number;
   logger: Logger;
-  /**
-   * Called synchronously once a batch is written and before the appenders'
-   * promises resolve, so the owner can decide what to keep in memory before
-   * anything else runs.
-   */
-  onAppended?: (records: readonly JournalRecord[]) => void;
-}
-
-export interface JournalStats {
-  segments: number;
-  bytes: number;
-  unconfirmed: number;
 }
 
 interface Segment {
@@ -127,7 +89,6 @@ export class Journal {
   private readonly segmentMaxBytes: number;
   private readonly sync: boolean;
   private readonly logger: Logger;
-  private readonly onAppended: ((records: readonly JournalRecord[]) => void) | undefined;
   /** Insertion order is segment order: oldest first. */
   private readonly segments = new Map<number, Segment>();
   private active: Segment | undefined;
@@ -135,10 +96,17 @@ export class Journal {
   private unconfirmedTotal = 0;
   private closed = false;
 
+  private readonly held: HeldRecords;
+  /** Damaged records read from disk, held until taken. */
+  private corrupt: CorruptRecord[] = [];
+  private refilling: Promise<void> | undefined;
+
   /** Every file operation runs on this chain, one at a time. */
   private chain: Promise<unknown> = Promise.resolve();
   private appendBuffer: PendingAppend[] = [];
   private appendJob: Promise<void> | undefined;
+  private appending = 0;
+  private appendWrites = 0;
   private ackBuffer = new Map<number, number[]>();
   private ackJob: Promise<void> | undefined;
 
@@ -147,34 +115,19 @@ export class Journal {
     this.deadLetterFile = options.deadLetterFile ?? join(options.dir, 'dead-letter.jsonl');
     this.segmentMaxBytes = options.segmentMaxBytes ?? 8 * 1024 * 1024;
     this.sync = options.sync ?? false;
+    this.held = new HeldRecords(options.maxHeldRecords ?? 10_000, options.maxHeldBytes ?? 32 * 1024 * 1024);
     this.logger = options.logger;
-    this.onAppended = options.onAppended;
     this.nextSeq = nextSeq;
   }
 
   /**
    * Opens (creating it if needed) the journal in `options.dir`: reads every
    * segment, cuts off a torn last line, deletes fully confirmed segments and
-   * keeps the others, sealed, for the owner to replay.
+   * keeps the others, sealed; their records are handed out by take().
    */
   static async open(options: JournalOptions): Promise<Journal> {
-    await mkdir(options.dir, { recursive: true }).catch((err: unknown) => {
-      throw new Error(`creating the journal directory ${options.dir}: ${(err as Error).message}`, { cause: err });
-    });
-    const names = (await readdir(options.dir)).filter((name) => SEGMENT_NAME.test(name)).sort();
-    const found: Segment[] = [];
-    let maxSeq = 0;
-    for (const name of names) {
-      const seq = Number(SEGMENT_NAME.exec(name)?.[1]);
-      maxSeq = Math.max(maxSeq, seq);
-      const path = join(options.dir, name);
-      const segment = await recoverSegment(path, seq, options.logger);
-      if (segment.unconfirmed.count === 0) {
-        await unlink(path);
-      } else {
-        found.push(segment);
-      }
-    }
+    const { segments, maxSeq } = await recoverDirectory(options.dir, options.logger);
+    const found: Segment[] = segments.map((segment) => ({ ...segment, sealed: true, tainted: false, handle: undefined }));
     const journal = new Journal(options, maxSeq + 1);
     for (const segment of found) {
       journal.segments.set(segment.seq, segment);
@@ -194,12 +147,23 @@ export class Journal {
     return this.unconfirmedTotal;
   }
 
+  /** Records appended or being appended, not yet confirmed: the pending gauge. */
+  get pending(): number {
+    return this.unconfirmedTotal + this.appending;
+  }
+
+  /** Unconfirmed records not in memory. */
+  get spilled(): number {
+    return Math.max(0, this.unconfirmedTotal - this.held.count);
+  }
+
   /**
    * Writes one record; resolves once it is in the journal file (in the same
    * write as every other record appended meanwhile).
    */
   append(id: string, json: string): Promise<JournalRecord> {
     if (this.closed) return Promise.reject(new Error(`appending activation record ${id}: the journal in ${this.dir} is closed`));
+    this.appending++;
     return new Promise<JournalRecord>((resolve, reject) => {
       this.appendBuffer.push({ id, json, resolve, reject });
       // setImmediate, not a microtask: gathers every record of this event-loop turn.
@@ -215,16 +179,51 @@ export class Journal {
     await this.enqueue(async () => undefined);
   }
 
+  available(): Available {
+    return {
+      records: this.held.readyCount,
+      bytes: this.held.readyBytes,
+      since: this.held.oldestReady,
+      onDisk: (this.held.hasRoom(0) ? this.spilled : 0) + this.corrupt.length,
+    };
+  }
+
+  /**
+   * Hands out the oldest records nobody holds, up to the limits (at least
+   * one), reading spilled ones back from disk when none is in memory.
+   * Damaged records found on disk come back in `corrupt`, for the dead-letter
+   * file. Each record stays taken until acknowledged or given back.
+   */
+  async take(limits: { records: number; bytes: number }): Promise<{ records: JournalRecord[]; corrupt: CorruptRecord[] }> {
+    if (this.held.readyCount === 0 && this.corrupt.length === 0 && this.spilled > 0 && !this.closed) {
+      await (this.refilling ?? this.refill());
+    }
+    const corrupt = this.corrupt;
+    this.corrupt = [];
+    const records = this.held.take(limits);
+    return { records, corrupt };
+  }
+
+  /**
+   * Returns taken records for a later take(), in front of everything else:
+   * they are the oldest. A damaged record given back is read from disk again.
+   */
+  giveBack(records: readonly (JournalRecord | CorruptRecord)[]): void {
+    this.held.giveBack(records);
+  }
+
   /**
    * Marks records as confirmed. Takes effect in memory at once (they are
-   * never read back again); the confirmation lines follow in one write.
+   * never handed out again); the confirmation lines follow in one write.
    */
   acknowledge(refs: Iterable<RecordRef>): void {
     const emptied: Segment[] = [];
+    let untaken = false;
     for (const ref of refs) {
       const segment = this.segments.get(ref.segment);
       if (segment === undefined || !segment.unconfirmed.clear(ref.ordinal)) continue;
       this.unconfirmedTotal--;
+      if (this.held.release(ref)) untaken = true;
       if (segment.sealed && segment.unconfirmed.count === 0) {
         this.segments.delete(segment.seq);
         this.ackBuffer.delete(segment.seq);
@@ -238,79 +237,28 @@ export class Journal {
       }
       pending.push(ref.ordinal);
     }
+    if (untaken) this.held.pruneReady();
     for (const segment of emptied) {
       void this.enqueue(() => this.deleteSegment(segment));
     }
     if (this.ackBuffer.size > 0 && !this.closed) {
       this.ackJob ??= new Promise<void>((ready) => setImmediate(ready)).then(() => this.enqueue(() => this.writeAcks()));
     }
+    this.prefetch();
   }
 
   /**
-   * Appends the entries to the dead-letter file, with fdatasync: once the
-   * owner confirms them in the journal, this is their only copy.
+   * Appends the entries to the dead-letter file, with fdatasync (it becomes
+   * their only copy), then acknowledges them. Rejects, leaving them
+   * unconfirmed and taken, if the file cannot be written.
    */
-  async writeDeadLetters(entries: readonly DeadLetter[]): Promise<void> {
+  async deadLetter(entries: readonly DeadLetter[]): Promise<void> {
     if (entries.length === 0) return;
-    const at = new Date().toISOString();
-    const lines = entries
-      .map((e) => {
-        const body = e.raw === true ? `"raw":${JSON.stringify(e.json)}` : `"doc":${e.json}`;
-        return `{"at":${JSON.stringify(at)},"id":${JSON.stringify(e.id ?? null)},"error":${JSON.stringify(e.error)},"reason":${JSON.stringify(e.reason)},${body}}\n`;
-      })
-      .join('');
-    await this.enqueue(async () => {
-      const handle = await open(this.deadLetterFile, 'a');
-      try {
-        await writeAll(handle, Buffer.from(lines, 'utf8'));
-        await handle.datasync();
-      } finally {
-        await handle.close();
-      }
-    }).catch((err: unknown) => {
-      throw new Error(`writing ${entries.length} record(s) to the dead-letter file ${this.deadLetterFile}: ${(err as Error).message}`, { cause: err });
-    });
+    await this.enqueue(() => appendDeadLetters(this.deadLetterFile, entries));
+    this.acknowledge(entries.map((e) => e.ref));
   }
 
-  /**
-   * Reads back unconfirmed records that the owner does not hold in memory
-   * (spilled, or left by an earlier run), oldest segment first, up to the
-   * limits. `held(segment)` is how many records of that segment the owner
-   * holds, to skip segments with nothing to read.
-   */
-  readUnconfirmed(
-    limits: { records: number; bytes: number },
-    isHeld: (ref: RecordRef) => boolean,
-    held: (segment: number) => number,
-  ): Promise<{ records: JournalRecord[]; corrupt: CorruptRecord[] }> {
-    return this.enqueue(async () => {
-      const records: JournalRecord[] = [];
-      const corrupt: CorruptRecord[] = [];
-      let bytes = 0;
-      for (const segment of [...this.segments.values()]) {
-        if (records.length >= limits.records || bytes >= limits.bytes) break;
-        if (segment.unconfirmed.count <= held(segment.seq)) continue;
-        const data = await readFile(segment.path);
-        if (!this.segments.has(segment.seq)) continue;
-        for (const line of recordLines(data)) {
-          if (!segment.unconfirmed.has(line.ordinal) || isHeld({ segment: segment.seq, ordinal: line.ordinal })) continue;
-          const json = data.toString('utf8', line.start, line.end);
-          const id = documentId(json);
-          if (typeof id !== 'string') {
-            corrupt.push({ segment: segment.seq, ordinal: line.ordinal, raw: json, problem: id.problem });
-            continue;
-          }
-          const size = line.end - line.start;
-          records.push({ segment: segment.seq, ordinal: line.ordinal, id, json, bytes: size });
-          bytes += size;
-          if (records.length >= limits.records || bytes >= limits.bytes) break;
-        }
-      }
-      return { records, corrupt };
-    });
-  }
-
-  /** Per live segment, the ordinals handed out so far: what "everything until now" means for flush(). */
+  /** Per live segment, the ordinals handed out so far: what "everything until now" means for a flush. */
   marks(): Map<number, number> {
     const marks = new Map<number, number>();
     for (const segment of this.segments.values()) marks.set(segment.seq, segment.nextOrdinal);
@@ -329,7 +277,7 @@ export class Journal {
   stats(): JournalStats {
     let bytes = 0;
     for (const segment of this.segments.values()) bytes += segment.bytes;
-    return { segments: this.segments.size, bytes, unconfirmed: this.unconfirmedTotal };
+    return { segments: this.segments.size, bytes, unconfirmed: this.unconfirmedTotal, held: this.held.count, spilled: this.spilled, appendWrites: this.appendWrites };
   }
 
   /**
@@ -354,6 +302,63 @@ export class Journal {
       }
     });
   }
+
+  // ---------------------------------------------------------------- memory
+
+  /** Reads spilled records back in the background once what is held has drained to half the bound. */
+  private prefetch(): void {
+    if (this.refilling !== undefined || this.closed || this.spilled === 0) return;
+    if (!this.held.atMostHalf()) return;
+    this.refill().catch(() => undefined);
+  }
+
+  /** Reads spilled records back from disk, oldest segment first, up to the memory bound. */
+  private refill(): Promise<void> {
+    const run = this.enqueue(async () => {
+      let records = 0;
+      let full = false;
+      for (const segment of [...this.segments.values()]) {
+        if (!this.segments.has(segment.seq) || segment.unconfirmed.count <= this.held.inSegment(segment.seq)) continue;
+        // Stops at the first record that does not fit, so none from a later segment overtakes it.
+        if (full || !this.held.hasRoom(0)) break;
+        const data = await readFile(segment.path);
+        if (!this.segments.has(segment.seq)) continue;
+        const now = Date.now();
+        for (const line of recordLines(data)) {
+          if (!segment.unconfirmed.has(line.ordinal) || this.held.has({ segment: segment.seq, ordinal: line.ordinal })) continue;
+          const size = line.end - line.start;
+          if (!this.held.hasRoom(size)) {
+            full = true;
+            break;
+          }
+          const json = data.toString('utf8', line.start, line.end);
+          const id = documentId(json);
+          if (typeof id !== 'string') {
+            const damaged = { segment: segment.seq, ordinal: line.ordinal, raw: json, problem: id.problem };
+            this.held.holdTaken(damaged);
+            this.corrupt.push(damaged);
+            continue;
+          }
+          this.held.hold({ segment: segment.seq, ordinal: line.ordinal, id, json, bytes: size }, now);
+          records++;
+        }
+      }
+      if (records > 0) this.logger.debug({ records, spilled: this.spilled }, 'read records back from the journal');
+    });
+    this.refilling = run.then(
+      () => {
+        this.refilling = undefined;
+      },
+      (err: unknown) => {
+        this.refilling = undefined;
+        this.logger.error({ dir: this.dir, err: (err as Error).message }, 'reading records back from the journal failed');
+        throw new Error(`reading activation records back from the journal in ${this.dir}: ${(err as Error).message}`, { cause: err });
+      },
+    );
+    return this.refilling;
+  }
+
+  // ---------------------------------------------------------------- files
 
   private enqueue<T>(job: () => Promise<T>): Promise<T> {
     const run = this.chain.then(job);
@@ -392,24 +397,31 @@ export class Journal {
       // Ordinals are spent even if the write fails, so a partial line can never share one with a later record.
       target.nextOrdinal += end - from;
       const data = Buffer.from(text, 'utf8');
+      this.appendWrites++;
       await writeAll(target.handle as FileHandle, data);
       if (this.sync) await (target.handle as FileHandle).datasync();
       target.bytes += data.length;
       target.tainted = false;
+      // Held in memory only while nothing older is spilled, so records go out oldest first.
+      let spilled = this.spilled > 0;
+      const now = Date.now();
       const records: JournalRecord[] = [];
       for (let i = from; i < end; i++) {
         const pending = batch[i] as PendingAppend;
-        records.push({
+        const record: JournalRecord = {
           segment: target.seq,
           ordinal: first + i - from,
           id: pending.id,
           json: pending.json,
           bytes: Buffer.byteLength(pending.json, 'utf8'),
-        });
-        target.unconfirmed.set(first + i - from);
+        };
+        target.unconfirmed.set(record.ordinal);
+        this.unconfirmedTotal++;
+        if (!spilled && !this.closed && this.held.hasRoom(record.bytes)) this.held.hold(record, now);
+        else spilled = true;
+        records.push(record);
       }
-      this.unconfirmedTotal += records.length;
-      this.onAppended?.(records);
+      this.appending -= records.length;
       records.forEach((record, i) => (batch[from + i] as PendingAppend).resolve(record));
       return end;
     } catch (err) {
@@ -418,6 +430,7 @@ export class Journal {
         await this.sealActive().catch(() => undefined);
       }
       const failed = batch.length - from;
+      this.appending -= failed;
       const error = new Error(`appending ${failed} activation record(s) to the journal in ${this.dir}: ${(err as Error).message}`, { cause: err });
       this.logger.error({ dir: this.dir, records: failed, err: (err as Error).message }, 'journal append failed');
       for (let i = from; i < batch.length; i++) (batch[i] as PendingAppend).reject(error);
@@ -432,11 +445,7 @@ export class Journal {
     for (const [seq, ordinals] of acks) {
       const segment = this.segments.get(seq);
       if (segment === undefined) continue;
-      let text = segment.tainted ? '\n' : '';
-      for (let i = 0; i < ordinals.length; i += ACK_LINE_MAX) {
-        text += `A ${ordinals.slice(i, i + ACK_LINE_MAX).join(' ')}\n`;
-      }
-      const data = Buffer.from(text, 'latin1');
+      const data = ackLines(ordinals, segment.tainted);
       try {
         if (segment.handle !== undefined) await writeAll(segment.handle, data);
         else await appendFile(segment.path, data);
@@ -453,7 +462,7 @@ export class Journal {
     if (this.active !== undefined && this.active.bytes >= this.segmentMaxBytes) await this.sealActive();
     if (this.active !== undefined) return this.active;
     const seq = this.nextSeq++;
-    const path = join(this.dir, `seg-${String(seq).padStart(12, '0')}.jnl`);
+    const path = join(this.dir, segmentFileName(seq));
     const handle = await open(path, 'ax').catch((err: unknown) => {
       throw new Error(`creating journal segment ${path}: ${(err as Error).message}`, { cause: err });
     });
@@ -498,153 +507,5 @@ export class Journal {
       // Left behind, it is re-read at the next start and its records (all confirmed) conflict.
       this.logger.warn({ segment: segment.path, err: (err as Error).message }, 'deleting a confirmed journal segment failed');
     }
-  }
-}
-
-/** Reads a segment at start: cuts off a torn last line and works out which records are unconfirmed. */
-async function recoverSegment(path: string, seq: number, logger: Logger): Promise<Segment> {
-  let data = await readFile(path);
-  if (data.length > 0 && data[data.length - 1] !== NEWLINE) {
-    const end = data.lastIndexOf(NEWLINE) + 1;
-    logger.warn({ segment: path, droppedBytes: data.length - end }, 'journal segment ends in a partial line (a write interrupted by a crash); cutting it off');
-    await truncate(path, end);
-    data = data.subarray(0, end);
-  }
-  const unconfirmed = new Bits();
-  let nextOrdinal = 0;
-  let start = 0;
-  while (start < data.length) {
-    let end = data.indexOf(NEWLINE, start);
-    if (end < 0) end = data.length;
-    const kind = data[start];
-    if (kind === R && data[start + 1] === SPACE) {
-      const ordinal = readNumber(data, start + 2);
-      if (ordinal !== undefined) {
-        unconfirmed.set(ordinal.value);
-        nextOrdinal = Math.max(nextOrdinal, ordinal.value + 1);
-      }
-    } else if (kind === A && data[start + 1] === SPACE) {
-      let at = start + 2;
-      while (at < end) {
-        const ordinal = readNumber(data, at);
-        if (ordinal === undefined) break;
-        unconfirmed.clear(ordinal.value);
-        at = ordinal.next + 1;
-      }
-    }
-    start = end + 1;
-  }
-  return { seq, path, nextOrdinal, bytes: data.length, unconfirmed, sealed: true, tainted: false, handle: undefined };
-}
-
-/** The record lines of a segment: ordinal and the byte range of the document JSON. */
-function* recordLines(data: Buffer): Generator<{ ordinal: number; start: number; end: number }> {
-  let start = 0;
-  while (start < data.length) {
-    let end = data.indexOf(NEWLINE, start);
-    if (end < 0) break; // unterminated: still being written, or torn
-    if (data[start] === R && data[start + 1] === SPACE) {
-      const ordinal = readNumber(data, start + 2);
-      if (ordinal !== undefined && data[ordinal.next] === SPACE) {
-        yield { ordinal: ordinal.value, start: ordinal.next + 1, end };
-      }
-    }
-    start = end + 1;
-  }
-}
-
-/** Decimal digits at `at`; `next` is the index after them. */
-function readNumber(data: Buffer, at: number): { value: number; next: number } | undefined {
-  let value = 0;
-  let i = at;
-  while (i < data.length) {
-    const c = data[i] as number;
-    if (c < 0x30 || c > 0x39) break;
-    value = value * 10 + (c - 0x30);
-    i++;
-  }
-  return i === at ? undefined : { value, next: i };
-}
-
-function documentId(json: string): string | { problem: string } {
-  try {
-    const doc: unknown = JSON.parse(json);
-    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return { problem: 'not a JSON object' };
-    const id = (doc as Record<string, unknown>)._id;
-    return typeof id === 'string' ? id : { problem: 'no string _id' };
-  } catch (err) {
-    return { problem: `not JSON: ${(err as Error).message}` };
-  }
-}
-
-async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < data.length) {
-    const { bytesWritten } = await handle.write(data, offset, data.length - offset);
-    offset += bytesWritten;
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** A growable bit set with a population count and a cursor to the lowest set bit. */
-export class Bits {
-  private words = new Uint32Array(32);
-  private size = 0;
-  /** No bit below this index is set. */
-  private low = 0;
-
-  get count(): number {
-    return this.size;
-  }
-
-  has(index: number): boolean {
-    const word = index >>> 5;
-    return word < this.words.length && ((this.words[word] as number) & (1 << (index & 31))) !== 0;
-  }
-
-  set(index: number): void {
-    const word = index >>> 5;
-    if (word >= this.words.length) {
-      const grown = new Uint32Array(Math.max(word + 1, this.words.length * 2));
-      grown.set(this.words);
-      this.words = grown;
-    }
-    const mask = 1 << (index & 31);
-    if (((this.words[word] as number) & mask) !== 0) return;
-    this.words[word] = (this.words[word] as number) | mask;
-    this.size++;
-    if (index < this.low) this.low = index;
-  }
-
-  /** Returns whether the bit was set. */
-  clear(index: number): boolean {
-    if (!this.has(index)) return false;
-    const word = index >>> 5;
-    this.words[word] = (this.words[word] as number) & ~(1 << (index & 31));
-    this.size--;
-    return true;
-  }
-
-  /** The lowest set index, or Infinity when none is set. */
-  lowest(): number {
-    if (this.size === 0) return Infinity;
-    while (this.low < this.words.length * 32) {
-      const bits = (this.words[this.low >>> 5] as number) >>> (this.low & 31);
-      if (bits === 0) {
-        this.low = (this.low | 31) + 1;
-        continue;
-      }
-      this.low += 31 - Math.clz32(bits & -bits);
-      return this.low;
-    }
-    return Infinity;
   }
 }

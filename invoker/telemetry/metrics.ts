@@ -42,6 +42,7 @@ export class InvokerMetrics {
   readonly storePending: Gauge;
   readonly kafkaConsumerLag: Gauge<'partition'>;
   readonly kafkaMessagesRejected: Counter<'reason'>;
+  readonly logLinesDropped: Counter<'reason'>;
   private poolSource: PoolGaugeSource | undefined;
   private storePendingSource: (() => number) | undefined;
 
@@ -112,6 +113,15 @@ export class InvokerMetrics {
     this.kafkaMessagesRejected = new Counter({
       name: 'invoker_kafka_messages_rejected_total',
       help: 'Messages on invoker<N> that could not be run, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+
+    this.logLinesDropped = new Counter({
+      name: 'invoker_log_lines_dropped_total',
+      help:
+        'Log lines of concurrent containers given to no activation: untagged (written outside any activation) ' +
+        'or late (tagged for an activation that had ended).',
       labelNames: ['reason'],
       registers,
     });

@@ -60,6 +60,7 @@ export function parseTraceparent(value: string) {
 export class ActivationTrace {
   private readonly root: Span;
   private readonly rootContext: Context;
+  private running: string | undefined;
 
   constructor(
     private readonly tracer: Tracer,
@@ -73,6 +74,7 @@ export class ActivationTrace {
   /** Runs `work` inside a child span named `phase`, recording failures. */
   async phase<T>(phase: string, work: (span: Span) => Promise<T>): Promise<T> {
     const span = this.tracer.startSpan(phase, {}, this.rootContext);
+    this.running = phase;
     try {
       return await contextApi.with(trace.setSpan(this.rootContext, span), () => work(span));
     } catch (error) {
@@ -80,8 +82,14 @@ export class ActivationTrace {
       span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
       throw error;
     } finally {
+      if (this.running === phase) this.running = undefined;
       span.end();
     }
+  }
+
+  /** The phase running now (e.g. `run`), for saying where an activation was interrupted. */
+  currentPhase(): string | undefined {
+    return this.running;
   }
 
   setAttributes(attributes: Record<string, string | number | boolean>): void {

@@ -17,13 +17,14 @@ import {
   serializeActivationMessage,
   type AcknowledgementMessage,
   type ActivationMessage,
-  type JsonObject,
+  type JsonValue,
+  RawJson,
 } from '../../protocol/index.js';
 import { loadInvokerConfig, type InvokerConfig } from '../../invoker/config/config.js';
 import { startInvoker, type RunningInvoker } from '../../invoker/invoker.js';
 import { createLogger, silentLogger, type Logger } from '../../invoker/telemetry/logger.js';
 import type { Tracer } from '@opentelemetry/api';
-import { testEnvironment, uniqueName } from './env.js';
+import { TEST_TOPIC_PREFIX, testEnvironment, uniqueName } from './env.js';
 import { guestIdentity } from './identity.js';
 
 interface Teardown {
@@ -62,6 +63,8 @@ export class InvokerTestbed {
   readonly activationsDb: string;
   readonly journalDir: string;
   readonly couch: nano.ServerScope;
+  /** KAFKA_TOPIC_PREFIX of the invokers started here: this process's own (see TEST_TOPIC_PREFIX). */
+  readonly topicPrefix = TEST_TOPIC_PREFIX;
 
   constructor(
     private readonly t: Teardown,
@@ -104,6 +107,7 @@ export class InvokerTestbed {
       COUCHDB_ACTIVATIONS_DB: this.activationsDb,
       INVOKER_JOURNAL_DIR: this.journalDir,
       INVOKER_DRAIN_TIMEOUT_MS: '30000',
+      KAFKA_TOPIC_PREFIX: this.topicPrefix,
       LOG_LEVEL: 'warn',
       ...overrides,
     };
@@ -121,6 +125,8 @@ export class InvokerTestbed {
     });
     const handle = new TestInvoker(invoker.port, this, invoker);
     this.t.teardown(() => invoker.shutdown());
+    // Ready for HTTP before Kafka has joined; the tests here want both.
+    await invoker.kafkaStarted();
     return handle;
   }
 
@@ -175,7 +181,7 @@ export class InvokerTestbed {
 
   message(
     action: { name: string; rev: string | null; namespace?: string },
-    options: { content?: JsonObject; blocking?: boolean; invocationNamespace?: string; controller?: string; traceContext?: Record<string, string> } = {},
+    options: { content?: JsonValue | RawJson; blocking?: boolean; invocationNamespace?: string; controller?: string; traceContext?: Record<string, string> } = {},
   ): ActivationMessage {
     const path = action.namespace ?? 'guest';
     const ns = options.invocationNamespace ?? path;
@@ -187,7 +193,7 @@ export class InvokerTestbed {
       activationId: generateActivationId(),
       rootControllerIndex: { asString: options.controller ?? '0' },
       blocking: options.blocking ?? true,
-      ...(options.content ? { content: options.content } : { content: {} }),
+      content: options.content instanceof RawJson ? options.content : RawJson.of(options.content ?? {}),
       initArgs: [],
       lockedArgs: {},
       ...(options.traceContext ? { traceContext: options.traceContext } : {}),
@@ -255,7 +261,8 @@ export class TestInvoker {
     for (;;) {
       if (gone) throw new Error(`invoker exited during startup:\n${this.output?.() ?? ''}`);
       const ready = await this.get('/health/ready').catch(() => undefined);
-      if (ready?.status === 200) return;
+      // Fully started: ready, and nothing degraded (Kafka joined, when configured).
+      if (ready?.status === 200 && !ready.body.includes('"degraded"')) return;
       if (Date.now() > deadline) throw new Error(`invoker not ready within ${timeoutMs} ms:\n${this.output?.() ?? ''}`);
       await sleep(200);
     }

@@ -9,7 +9,7 @@ const path = require('node:path');
 const { createRequire } = require('node:module');
 const { pathToFileURL } = require('node:url');
 const evaluate = require('./evaluate.cjs');
-const { extractZip } = require('./unzip.cjs');
+const { extractArchive } = require('./archive.cjs');
 
 /**
  * Resolves to the action's entry function, or rejects with an Error or a
@@ -39,14 +39,8 @@ try {
 }
 
 async function initializeFromArchive(message) {
-  let moduleDir;
-  try {
-    moduleDir = fs.mkdtempSync(path.join(os.tmpdir(), 'action-'));
-    extractZip(Buffer.from(message.code, 'base64'), moduleDir);
-  } catch (e) {
-    console.error('Error uncompressing the action archive:', e && e.message ? e.message : e);
-    throw 'There was an error uncompressing the action archive.';
-  }
+  // A zip or a tar.gz; rejects with upstream's texts and logs nothing itself.
+  const moduleDir = await extractArchive(message.code, os.tmpdir());
 
   const parts = splitMainHandler(message.main);
   if (parts === undefined) {

@@ -5,6 +5,7 @@
 
 const http = require('node:http');
 const { initializeActionHandler, runAction } = require('./runner.cjs');
+const logTags = require('./log-tags.cjs');
 
 const PORT = 8080;
 const HOST = '0.0.0.0';
@@ -26,7 +27,9 @@ function createService(config) {
 
   // Both streams are synchronous for files, pipes and TTYs on Linux, so the
   // action's own output is already written when the sentinel is.
+  // With per-activation log tags (log-tags.cjs), the current activation's own sentinels.
   function writeMarkers() {
+    if (config.logTags && config.logTags.end()) return;
     process.stdout.write(SENTINEL);
     process.stderr.write(SENTINEL);
   }
@@ -212,7 +215,9 @@ function readJsonBody(req) {
   });
 }
 
-function createServer(service) {
+/** `logTags`: the per-activation log tags in use, if any (announced on every answer). */
+function createServer(service, logTags) {
+  if (logTags) service = logTags.wrap(service);
   const routes = new Map([
     ['/init', service.initCode],
     ['/run', service.runCode],
@@ -220,6 +225,7 @@ function createServer(service) {
   const server = http.createServer((req, res) => {
     const q = req.url.indexOf('?');
     const route = routes.get(q === -1 ? req.url : req.url.slice(0, q));
+    if (logTags) res.setHeader(logTags.header, '1');
     if (route === undefined) {
       sendAndClose(req, res, 404, { error: 'Not found.' });
       return;
@@ -262,8 +268,10 @@ function createServer(service) {
 }
 
 function main() {
-  const service = createService({ allowConcurrent: process.env.__OW_ALLOW_CONCURRENT });
-  const server = createServer(service);
+  // Before any action code loads: the key leaves process.env.
+  const tags = logTags.fromEnvironment(process.env);
+  const service = createService({ allowConcurrent: process.env.__OW_ALLOW_CONCURRENT, logTags: tags });
+  const server = createServer(service, tags);
   server.on('error', (e) => {
     console.error(`action proxy: cannot listen on ${HOST}:${PORT}: ${e.message}`);
     process.exit(1);

@@ -54,7 +54,7 @@ export function activationOf(msg: ActivationMessage, statusCode: StatusCode): Wh
     activationId: msg.activationId,
     start,
     end: start + 3,
-    response: statusCode === 0 ? { statusCode, result: msg.content ?? {} } : { statusCode, result: { error: 'it failed' } },
+    response: statusCode === 0 ? { statusCode, result: msg.content?.value() ?? {} } : { statusCode, result: { error: 'it failed' } },
     logs: ['2024-05-31T15:28:37.251871463Z stdout: hello'],
     version: msg.action.version ?? '0.0.1',
     publish: false,

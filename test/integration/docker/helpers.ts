@@ -2,6 +2,7 @@
  * Shared set-up for the Docker integration tests (not a test file itself;
  * tap lists it as "no tests found").
  */
+import { randomBytes } from 'node:crypto';
 import Dockerode from 'dockerode';
 import { testEnvironment, uniqueName } from '../../helpers/env.js';
 import { ContainerFactory, type ContainerFactoryOptions } from '../../../invoker/docker/index.js';
@@ -51,16 +52,20 @@ export async function testFactory(t: TapLike, overrides: Partial<ContainerFactor
   return factory;
 }
 
-export function initBody(code: string, main = 'main'): string {
-  return JSON.stringify({ value: { name: 'test', main, code, binary: false, env: {} } });
+export const ACTIVATION_ID = 'a8b3c0f1d2e34f5a9b6c7d8e9f0a1b2c';
+
+/** `activationId` goes where the invoker puts it: `__OW_ACTIVATION_ID` in the init environment. */
+export function initBody(code: string, main = 'main', activationId?: string): string {
+  const env = activationId === undefined ? {} : { __OW_ACTIVATION_ID: activationId };
+  return JSON.stringify({ value: { name: 'test', main, code, binary: false, env } });
 }
 
-export function runBody(value: Record<string, unknown> = {}): string {
+export function runBody(value: Record<string, unknown> = {}, activationId = ACTIVATION_ID): string {
   return JSON.stringify({
     value,
     namespace: 'guest',
     action_name: '/guest/test',
-    activation_id: 'a8b3c0f1d2e34f5a9b6c7d8e9f0a1b2c',
+    activation_id: activationId,
     transaction_id: 'kLkNPqEcNHFgyuhl0tsV5JlmdYnuvNNa',
     deadline: String(Date.now() + 60_000),
   });
@@ -72,6 +77,11 @@ export const nodejsSpec = (memoryMb = 256, name = 'test') => ({
   memoryMb,
   action: { namespace: 'guest', path: 'guest', name },
 });
+
+/** A fresh 32-hex activation id. */
+export function newActivationId(): string {
+  return randomBytes(16).toString('hex');
+}
 
 /** The text part of formatted log lines (after `<time> `). */
 export const texts = (lines: string[]): string[] => lines.map((l) => l.slice(31));

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { LABELS } from '../../../invoker/docker/index.js';
-import { docker, env, initBody, nodejsSpec, runBody, testFactory, texts } from './helpers.js';
+import { docker, env, initBody, newActivationId, nodejsSpec, runBody, testFactory, texts } from './helpers.js';
 
 const RFC3339_NS_LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr): /;
 
@@ -101,27 +101,43 @@ t.test('prewarm containers: name and labels', async (t) => {
   t.equal(info.Config.Labels[LABELS.action], '');
 });
 
-t.test('intra-container concurrency: parallel runs, env flag, no log attribution', async (t) => {
+t.test('intra-container concurrency: parallel runs, env flags, logs per activation', async (t) => {
   const factory = await testFactory(t);
   const c = await factory.create({ ...nodejsSpec(256, 'concurrent'), concurrency: 3 });
   t.teardown(() => c.destroy());
   const info = await docker.getContainer(c.id).inspect();
   t.ok(info.Config.Env.includes('__OW_ALLOW_CONCURRENT=true'));
-  c.beginActivation();
+  t.ok(info.Config.Env.some((e) => /^__OW_LOG_TAGS=[0-9a-f]{16}$/.test(e)), 'tags asked for, with a key');
+  const ids = [1, 2, 3].map(() => newActivationId());
+  c.beginActivation({ activationId: ids[0] });
   const init = await c.init(
-    initBody(`function main(p){ console.log('run ' + p.i); return new Promise(r => setTimeout(() => r({ i: p.i }), 300)); }`),
+    initBody(
+      `console.log('loading');
+function main(p){ console.log('run ' + p.i); return new Promise(r => setTimeout(() => { console.error('end ' + p.i); r({ i: p.i }); }, 300)); }`,
+      'main',
+      ids[0],
+    ),
     10_000,
   );
   t.equal(init.kind === 'response' && init.status, 200);
+  t.equal(c.tagsLogs, true, 'the runtime announced tags');
+  for (const id of ids.slice(1)) c.beginActivation({ activationId: id });
   const start = performance.now();
-  const runs = await Promise.all([1, 2, 3].map((i) => c.run(runBody({ i }), 10_000)));
+  const runs = await Promise.all([1, 2, 3].map((i) => c.run(runBody({ i }, ids[i - 1]), 10_000)));
   const took = performance.now() - start;
   t.same(
     runs.map((r) => (r.kind === 'response' ? r.body : r.kind)),
     ['{"i":1}', '{"i":2}', '{"i":3}'],
   );
   t.ok(took < 850, `ran in parallel (${Math.round(took)} ms)`);
-  t.same(await c.collectLogs(), { lines: [], complete: true, truncated: false, bytes: 0 });
+  const logs = await Promise.all(ids.map((activationId) => c.collectLogs({ activationId })));
+  t.same(
+    logs.map((l) => texts(l.lines)),
+    [['stdout: loading', 'stdout: run 1', 'stderr: end 1'], ['stdout: run 2', 'stderr: end 2'], ['stdout: run 3', 'stderr: end 3']],
+    'module-level output goes with the activation that initialized',
+  );
+  t.ok(logs.every((l) => l.complete));
+  for (const l of logs) for (const line of l.lines) t.match(line, RFC3339_NS_LINE);
 });
 
 t.test('read-only root filesystem with a tmpfs /tmp', async (t) => {

@@ -76,34 +76,95 @@ t.test('HTTPS: /invoke acknowledges and answers over TLS', async (t) => {
   await t.rejects(plain);
 });
 
-t.test('mTLS: a client certificate from the configured CA is required', async (t) => {
+t.test('mTLS: /invoke needs a client certificate from the configured CA', async (t) => {
   const h = await startHarness({ tls: { cert: pki.serverCert, key: pki.serverKey, clientCa: pki.ca } });
   t.teardown(() => h.server.close());
+  const agents = identities(t);
 
-  const withCert = new Agent({ connect: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey } });
-  t.teardown(() => withCert.close());
-  const response = await request(`${h.base}/invoke`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: MESSAGE_BYTES,
-    dispatcher: withCert,
-  });
-  t.equal(response.statusCode, 200);
+  const invoke = (dispatcher: Agent) =>
+    request(`${h.base}/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: MESSAGE_BYTES, dispatcher });
+
+  const response = await invoke(agents.client);
+  t.equal(response.statusCode, 200, 'with a certificate from the CA: acknowledged');
   (await h.handler.next()).resolve();
   t.equal(await response.body.text(), COMPLETION);
 
-  const withoutCert = new Agent({ connect: { ca: pki.ca } });
-  t.teardown(() => withoutCert.close());
-  await t.rejects(
-    request(`${h.base}/ping`, { dispatcher: withoutCert }).then((r) => r.body.text()),
-    'no client certificate: the handshake is refused',
-  );
+  const without = await invoke(agents.none);
+  t.equal(without.statusCode, 401, 'without a certificate: 401');
+  t.match(JSON.parse(await without.body.text()), {
+    error: /^POST \/invoke requires a client certificate signed by the invoker's client CA: no client certificate presented$/,
+  });
 
-  const stranger = new Agent({ connect: { ca: pki.ca, cert: pki.strangerCert, key: pki.strangerKey } });
-  t.teardown(() => stranger.close());
-  await t.rejects(
-    request(`${h.base}/ping`, { dispatcher: stranger }).then((r) => r.body.text()),
-    'a certificate from another CA is refused',
-  );
+  const stranger = await invoke(agents.stranger);
+  t.equal(stranger.statusCode, 403, 'a certificate from another CA: 403');
+  t.match(JSON.parse(await stranger.body.text()), { error: /POST \/invoke requires a client certificate .*: client certificate not accepted \(\w+\)/ });
+
   t.equal(h.handler.calls.length, 1, 'only the authenticated call reached the handler');
+  t.ok(
+    h.lines.some((l) => l.msg === 'refused POST /invoke: no client certificate presented'),
+    'the refusal is logged',
+  );
 });
+
+t.test('mTLS: probes and /metrics answer without a client certificate', async (t) => {
+  const h = await startHarness({ tls: { cert: pki.serverCert, key: pki.serverKey, clientCa: pki.ca } });
+  t.teardown(() => h.server.close());
+  const agents = identities(t);
+
+  for (const [name, dispatcher] of [['no certificate', agents.none], ['a stranger certificate', agents.stranger], ['the client certificate', agents.client]] as const) {
+    for (const path of ['/ping', '/health/live', '/health/ready', '/metrics']) {
+      const response = await request(`${h.base}${path}`, { dispatcher });
+      const body = await response.body.text();
+      t.equal(response.statusCode, 200, `GET ${path} with ${name}`);
+      if (path === '/ping') t.equal(body, 'pong');
+    }
+  }
+});
+
+t.test('mTLS: the admin routes and /pool need the certificate as well as their credentials', async (t) => {
+  const h = await startHarness({
+    tls: { cert: pki.serverCert, key: pki.serverKey, clientCa: pki.ca },
+    adminUser: 'ops',
+    adminPassword: 's3cret',
+  });
+  t.teardown(() => h.server.close());
+  const agents = identities(t);
+  const admin = { authorization: `Basic ${Buffer.from('ops:s3cret').toString('base64')}` };
+
+  const routes = [
+    { method: 'GET', path: '/isEnabled', headers: admin },
+    { method: 'POST', path: '/disable', headers: admin },
+    { method: 'POST', path: '/enable', headers: admin },
+    { method: 'GET', path: '/pool', headers: {} },
+  ] as const;
+  for (const route of routes) {
+    const refused = await request(`${h.base}${route.path}`, { method: route.method, headers: route.headers, dispatcher: agents.none });
+    t.equal(refused.statusCode, 401, `${route.method} ${route.path} without a certificate, with credentials`);
+    t.match(JSON.parse(await refused.body.text()), { error: new RegExp(`^${route.method} \\${route.path} requires a client certificate`) });
+    const stranger = await request(`${h.base}${route.path}`, { method: route.method, headers: route.headers, dispatcher: agents.stranger });
+    await stranger.body.text();
+    t.equal(stranger.statusCode, 403, `${route.method} ${route.path} with a stranger certificate`);
+  }
+  t.equal(h.enabled.value, true, 'no refused /disable took effect');
+
+  for (const route of routes) {
+    const answered = await request(`${h.base}${route.path}`, { method: route.method, headers: route.headers, dispatcher: agents.client });
+    await answered.body.text();
+    t.equal(answered.statusCode, 200, `${route.method} ${route.path} with the certificate and credentials`);
+  }
+  const noCredentials = await request(`${h.base}/isEnabled`, { dispatcher: agents.client });
+  await noCredentials.body.text();
+  t.equal(noCredentials.statusCode, 401, 'the certificate does not replace the admin credentials');
+  t.match(noCredentials.headers['www-authenticate'], /^Basic/);
+});
+
+/** One undici agent per client identity (connections are not shared between them). */
+function identities(t: { teardown(fn: () => unknown): void }): { client: Agent; stranger: Agent; none: Agent } {
+  const agents = {
+    client: new Agent({ connect: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey } }),
+    stranger: new Agent({ connect: { ca: pki.ca, cert: pki.strangerCert, key: pki.strangerKey } }),
+    none: new Agent({ connect: { ca: pki.ca } }),
+  };
+  for (const agent of Object.values(agents)) t.teardown(() => agent.close());
+  return agents;
+}

@@ -21,6 +21,7 @@ import {
   uniqueIds,
   wire,
 } from './helpers.js';
+import { TEST_TOPIC_PREFIX } from '../../helpers/env.js';
 
 t.test('no brokers: no Kafka side', async (t) => {
   const core = new StubCore(1, instanceId(1));
@@ -40,9 +41,11 @@ t.test('start, run one activation, stop intake, close', async (t) => {
   const { invokerId, controllerId } = uniqueIds();
   const instance = instanceId(invokerId);
   const logger = testLogger();
-  const healthTopic = `health-side-test-${invokerId}`;
-  const invokerTopic = `invoker${invokerId}`;
-  const completedTopic = `completed${controllerId}`;
+  // Named by createKafkaSide under the prefix, as upstream names them.
+  const topicPrefix = `${TEST_TOPIC_PREFIX}side-`;
+  const healthTopic = `${topicPrefix}health`;
+  const invokerTopic = `${topicPrefix}invoker${invokerId}`;
+  const completedTopic = `${topicPrefix}completed${controllerId}`;
   const kafka = testKafka(`side-test-${invokerId}`);
   const topics = createTopicManager({ kafka, logger });
   t.teardown(async () => {
@@ -61,7 +64,7 @@ t.test('start, run one activation, stop intake, close', async (t) => {
     logger,
     metrics: new InvokerMetrics({ invokerId, processMetrics: false }),
     healthPingIntervalMs: 200,
-    healthTopic,
+    topicPrefix,
     consumer: { sessionTimeout: 6000, heartbeatInterval: 300, maxWaitTimeInMs: 100 },
   });
   t.ok(side);

@@ -507,12 +507,19 @@ t.test('a zip action as an ES module, with a "file.function" main', async (t) =>
   t.same(await rt.post('/run', runBody({ v: 3 })), { status: 200, body: { esm: true, got: 3 } });
 });
 
-t.test('a corrupt archive fails init with upstream text', async (t) => {
+t.test('binary code that is no archive fails init with upstream text', async (t) => {
+  // More archive cases, against every kind's image: nodejs-upstream-parity.test.ts.
   const rt = await startRuntime(t);
   t.same(
     await rt.post('/init', {
       value: { name: 'bad', main: 'main', binary: true, code: Buffer.from('not a zip').toString('base64') },
     }),
-    { status: 502, body: { error: 'Initialization has failed due to: There was an error uncompressing the action archive.' } },
+    {
+      status: 502,
+      body: {
+        error:
+          'Initialization has failed due to: There was an error uncompressing the action archive. The file type is unsupported',
+      },
+    },
   );
 });

@@ -21,14 +21,14 @@ import {
 } from './helpers.js';
 
 const bed = new InvokerTestbed(t);
-const { controller, invokerTopic, kafka, completions, producer } = await kafkaTransportFixture(t, bed, 'transport-drain-test');
+const { controller, invokerTopic, healthTopic, kafka, completions, producer } = await kafkaTransportFixture(t, bed, 'transport-drain-test');
 const sleeper = { name: 'sleeper', ...(await bed.putAction({ name: 'sleeper', code: sleepingAction(2000) })) };
 
 t.test('SIGTERM with an HTTP and a Kafka activation in flight', async (t) => {
   const { invoker, child, exited } = await bed.spawn({ ...ADMIN_ENV, KAFKA_BROKERS: env.kafkaBrokers.join(',') });
   const output = () => invoker.output?.() ?? '';
-  // Opened after the invoker created `health`; only pings from now on.
-  const health = await TopicReader.open(kafka, 'health', { fromBeginning: false });
+  // Opened after the invoker created `<prefix>health`; only pings from now on.
+  const health = await TopicReader.open(kafka, healthTopic, { fromBeginning: false });
   t.teardown(() => health.close());
   const ourPing = (isEnabled: boolean) => (value: string) => {
     try {

@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import Dockerode from 'dockerode';
 import { Partitioners, type Consumer, type Kafka, type Producer } from 'kafkajs';
 import { createKafkaClient } from '../../../invoker/kafka/client.js';
+import { topicNames } from '../../../invoker/kafka/topics.js';
 import { createLogger, silentLogger, type Logger } from '../../../invoker/telemetry/logger.js';
 import { testEnvironment } from '../../helpers/env.js';
 import type { InvokerTestbed } from '../../helpers/invoker-harness.js';
@@ -203,15 +204,19 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 /**
  * What a Kafka end-to-end test needs around its invoker: a controller index
  * and completed<C> topic of its own, a reader on it and a producer, all
- * removed at teardown (with invoker<N>, its group and the invoker's containers).
+ * removed at teardown (with invoker<N>, its group, the health topic and the
+ * invoker's containers). Every name is under the testbed's topic prefix, as
+ * the invoker names them.
  */
 export async function kafkaTransportFixture(t: TapLike, bed: InvokerTestbed, name: string) {
   const controller = uniqueController();
-  const invokerTopic = `invoker${bed.invokerId}`;
-  const completedTopic = `completed${controller}`;
+  const names = topicNames(bed.topicPrefix);
+  const invokerTopic = names.invoker(bed.invokerId);
+  const completedTopic = names.completed(controller);
+  const healthTopic = names.health;
   const kafka = testKafka(`${name}-${bed.invokerId}`);
   // Teardowns run last-registered first: the invoker stops before its topics go.
-  t.teardown(() => deleteTopicsAndGroups(kafka, [invokerTopic, completedTopic], [invokerTopic]));
+  t.teardown(() => deleteTopicsAndGroups(kafka, [invokerTopic, completedTopic, healthTopic], [invokerTopic]));
   removeContainersAtTeardown(t, bed.invokerId);
   await bed.createDatabases();
   await createTopics(kafka, [completedTopic]);
@@ -219,5 +224,5 @@ export async function kafkaTransportFixture(t: TapLike, bed: InvokerTestbed, nam
   t.teardown(() => completions.close());
   const producer = await connectedProducer(kafka);
   t.teardown(() => producer.disconnect());
-  return { controller, invokerTopic, completedTopic, kafka, completions, producer };
+  return { controller, invokerTopic, completedTopic, healthTopic, kafka, completions, producer };
 }

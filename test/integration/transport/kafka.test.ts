@@ -27,15 +27,15 @@ import {
 import { request } from 'undici';
 
 const bed = new InvokerTestbed(t);
-const { controller, invokerTopic, completedTopic, kafka, completions, producer } = await kafkaTransportFixture(t, bed, 'transport-kafka-test');
+const { controller, invokerTopic, completedTopic, healthTopic, kafka, completions, producer } = await kafkaTransportFixture(t, bed, 'transport-kafka-test');
 
 const invoker = await bed.start({
   ...ADMIN_ENV,
   KAFKA_BROKERS: env.kafkaBrokers.join(','),
   INVOKER_HEALTH_PING_INTERVAL_MS: '250',
 });
-// After the invoker created `health` with its settings; only pings from now on.
-const health = await TopicReader.open(kafka, 'health', { fromBeginning: false });
+// After the invoker created `<prefix>health` with its settings; only pings from now on.
+const health = await TopicReader.open(kafka, healthTopic, { fromBeginning: false });
 t.teardown(() => health.close());
 
 const echo = { name: 'echo', ...(await bed.putAction({ name: 'echo', code: 'function main(p) { return { got: p.name ?? null }; }' })) };

@@ -142,10 +142,10 @@ t.test('blocking invoke: builds the message, waits, answers with the activation'
     user: identity,
     rootControllerIndex: { asString: '7' },
     blocking: true,
-    content: { greeting: 'Hello', DB_URL: 'http://db', secret: 'c2VjcmV0', name: 'World' },
     initArgs: ['DB_URL'],
     lockedArgs: { secret: 'aes-256' },
   });
+  t.same(wire.content?.value(), { greeting: 'Hello', DB_URL: 'http://db', secret: 'c2VjcmV0', name: 'World' });
   t.match(wire.transid.id, /^[A-Za-z0-9]{32}$/);
   t.equal(pool.get(0)?.slots.availableMb, 384, '128 MB taken');
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ControllerConfigError, describeConfig, loadConfig } from '../../../controller-lb/config.js';
+import { ControllerConfigError, controllerVariables, describeConfig, expandInvokerUrl, invokerUrlFor, loadConfig } from '../../../controller-lb/config.js';
 
 t.test('defaults with one invoker URL', async (t) => {
   const config = loadConfig({ INVOKER_URLS: 'http://127.0.0.1:8080' });
@@ -70,4 +70,52 @@ t.test('every problem is reported, naming its variable', async (t) => {
   }
   t.throws(() => loadConfig({ INVOKER_URLS: 'ftp://x' }), /INVOKER_URLS: entry 0 \(invoker0\) is not an http\(s\) URL/);
   t.doesNotThrow(() => loadConfig({ KAFKA_BROKERS: '127.0.0.1:9092' }), 'Kafka alone is enough');
+});
+
+t.test('INVOKER_URL_TEMPLATE: one URL per invoker id, with or without a count', async (t) => {
+  const template = 'http://invoker-{id}.invoker.openwhisk.svc.cluster.local:8080';
+  const config = loadConfig({ INVOKER_URL_TEMPLATE: template, INVOKER_COUNT: '3' });
+  t.same(config.invokerUrls, [
+    'http://invoker-0.invoker.openwhisk.svc.cluster.local:8080',
+    'http://invoker-1.invoker.openwhisk.svc.cluster.local:8080',
+    'http://invoker-2.invoker.openwhisk.svc.cluster.local:8080',
+  ]);
+  // An invoker beyond the count (a scaled-up StatefulSet, known from its pings) has a URL too.
+  t.equal(invokerUrlFor(config, 7), 'http://invoker-7.invoker.openwhisk.svc.cluster.local:8080');
+  t.equal(expandInvokerUrl('https://h/{id}/x{id}', 12), 'https://h/12/x12');
+
+  const withKafka = loadConfig({ INVOKER_URL_TEMPLATE: template, KAFKA_BROKERS: 'k:9092' });
+  t.same(withKafka.invokerUrls, [], 'with Kafka the count may be left out: ids come from the pings');
+  t.equal(invokerUrlFor(withKafka, 0), 'http://invoker-0.invoker.openwhisk.svc.cluster.local:8080');
+
+  const literal = loadConfig({ INVOKER_URLS: 'http://a:8080' });
+  t.equal(invokerUrlFor(literal, 0), 'http://a:8080');
+  t.equal(invokerUrlFor(literal, 1), undefined, 'without a template an unlisted id has no URL (Kafka only)');
+});
+
+t.test('INVOKER_URL_TEMPLATE is validated at startup', async (t) => {
+  const problemsOf = (env: NodeJS.ProcessEnv): string => {
+    try {
+      loadConfig(env);
+    } catch (error) {
+      if (error instanceof ControllerConfigError) return error.problems.join('\n');
+      throw error;
+    }
+    return '';
+  };
+  t.match(problemsOf({ INVOKER_URL_TEMPLATE: 'http://invoker.local:8080', INVOKER_COUNT: '1' }), /INVOKER_URL_TEMPLATE: must contain \{id\}/);
+  t.match(problemsOf({ INVOKER_URL_TEMPLATE: 'ftp://invoker-{id}', INVOKER_COUNT: '1' }), /INVOKER_URL_TEMPLATE: is not an http\(s\) URL/);
+  t.match(problemsOf({ INVOKER_URL_TEMPLATE: 'http://i-{id}', INVOKER_URLS: 'http://a' , INVOKER_COUNT: '1' }), /set it or INVOKER_URLS, not both/);
+  t.match(problemsOf({ INVOKER_URL_TEMPLATE: 'http://i-{id}' }), /INVOKER_COUNT: required with INVOKER_URL_TEMPLATE without KAFKA_BROKERS/);
+  t.match(problemsOf({ INVOKER_URL_TEMPLATE: 'http://i-{id}', INVOKER_COUNT: '0' }), /INVOKER_COUNT: expected an integer from 1/);
+  t.match(problemsOf({ INVOKER_URLS: 'http://a', INVOKER_COUNT: '2' }), /INVOKER_COUNT: only meaningful with INVOKER_URL_TEMPLATE/);
+  t.equal(problemsOf({ INVOKER_URL_TEMPLATE: 'http://i-{id}', INVOKER_COUNT: '2' }), '');
+});
+
+t.test('controllerVariables lists what loadConfig reads', async (t) => {
+  const variables = controllerVariables();
+  for (const name of ['INVOKER_URLS', 'INVOKER_URL_TEMPLATE', 'INVOKER_COUNT', 'KAFKA_BROKERS', 'CONTROLLER_INVOKE_TOKEN', 'CONTROLLER_PORT', 'INVOKER_TLS_CA_FILE']) {
+    t.ok(variables.includes(name), name);
+  }
+  t.notOk(variables.includes('INVOKER_INVOKE_TOKEN'), 'the invoker-side name is not read by the controller');
 });

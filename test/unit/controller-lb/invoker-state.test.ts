@@ -157,3 +157,44 @@ t.test('pool: registers by ping, fills gaps, resizes, reports statuses', async (
   t.throws(() => small.recordPing(configuredInvokerId(4, 256), 0), /invoker4: ids must be below 4/);
   t.equal(small.size, 0, 'nothing allocated');
 });
+
+t.test('two sources: an invoker that answers its HTTP probes stays up while its Kafka pings stop', async (t) => {
+  const health = new InvokerHealth();
+  health.recordPing(0, true, 'ping');
+  health.recordPing(0, true, 'probe');
+  t.equal(health.status(5_000), 'up');
+  // Kafka down: no pings from 0 on; probes keep answering.
+  health.recordPing(8_000, true, 'probe');
+  health.recordPing(16_000, true, 'probe');
+  t.equal(health.status(20_000), 'up', 'up on the probes alone');
+  t.equal(health.status(30_000), 'down', 'and down once neither source says anything');
+});
+
+t.test('two sources: a recent negative sign from either takes it down', async (t) => {
+  const health = new InvokerHealth();
+  health.recordPing(0, true, 'probe');
+  health.recordPing(0, false, 'ping'); // disabled over /disable: readiness still answers 200
+  t.equal(health.status(100), 'down');
+  health.recordPing(1_000, true, 'probe');
+  t.equal(health.status(1_000), 'down', 'the probe does not override a recent disabled ping');
+  t.equal(health.status(11_500), 'down', 'still down once the disabled ping is stale and the probe too');
+  health.recordPing(12_000, true, 'probe');
+  t.equal(health.status(12_000), 'up', 'a stale disabled ping says nothing any more');
+  health.recordPing(13_000, false, 'probe');
+  t.equal(health.status(13_000), 'down', 'a failed probe: down at once (draining, gone)');
+});
+
+t.test('results for an earlier incarnation are not counted', async (t) => {
+  const health = new InvokerHealth();
+  health.recordPing(0, true, 'probe');
+  const before = health.incarnation;
+  // The invoker dies (a failed probe) and comes back: a new incarnation with an empty window.
+  health.recordPing(1_000, false, 'probe');
+  health.recordPing(11_000, true, 'probe');
+  t.equal(health.incarnation, before + 1);
+  // Activations the old run lost time out minutes later.
+  for (let i = 0; i < 10; i++) t.equal(health.recordResult('timeout', 12_000, before), undefined);
+  t.equal(health.status(12_000), 'up', 'not demoted by what the previous run lost');
+  for (let i = 0; i < 4; i++) health.recordResult('timeout', 12_000, health.incarnation);
+  t.equal(health.status(12_000), 'unresponsive', 'timeouts of the current incarnation count');
+});

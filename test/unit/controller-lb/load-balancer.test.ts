@@ -2,7 +2,13 @@ import t, { type Test } from 'tap';
 import { INVOKER_HEALTH_TRANSACTION, serializeAcknowledgement, parseAcknowledgement } from '../../../protocol/index.js';
 import { silentLogger } from '../../../invoker/telemetry/logger.js';
 import { InvokerPool } from '../../../controller-lb/invoker-state.js';
-import { forcedCompletionDelayMs, LoadBalancer, LoadBalancerClosedError, type LoadBalancerOptions } from '../../../controller-lb/load-balancer.js';
+import {
+  forcedCompletionDelayMs,
+  KafkaUnavailableError,
+  LoadBalancer,
+  LoadBalancerClosedError,
+  type LoadBalancerOptions,
+} from '../../../controller-lb/load-balancer.js';
 import { NoInvokersAvailableError } from '../../../controller-lb/scheduler.js';
 import {
   capturingLogger,
@@ -183,7 +189,7 @@ t.test('overload goes to Kafka when configured, is pushed anyway without', async
   t.match(second, { overloaded: true, transport: 'kafka' });
   await second.acknowledged;
   t.same(publisher.published.map((p) => [p.invoker, p.msg.activationId]), [[0, msg.activationId]]);
-  t.equal(withKafka.pool.get(0)?.slots.availableMb, -256, 'force-acquired');
+  t.equal(withKafka.pool.get(0)?.slots.availableMb, 0, 'overflow to Kafka holds no slot (it waits in the topic)');
 
   const withoutKafka = setup(t, { memoryMb: 256 });
   withoutKafka.lb.publish(helloAction, message());
@@ -252,4 +258,70 @@ t.test('health test actions bring an unhealthy invoker back', async (t) => {
   t.equal(pool.get(0)?.slots.availableMb, 512, 'test actions hold no slot');
   await sleep(50);
   t.equal(pusher.pushes.length, 4 + tests, 'no more tests once up');
+});
+
+t.test('no sticky overflow: activations return to HTTP push as soon as a slot frees', async (t) => {
+  const publisher = new FakePublisher();
+  const { pool, pusher, lb } = setup(t, { memoryMb: 512, kafka: publisher });
+  const http = [lb.publish(helloAction, message()), lb.publish(helloAction, message())];
+  t.same(http.map((p) => p.transport), ['http', 'http'], 'two slots of 256 MB');
+  const overflow = Array.from({ length: 20 }, () => lb.publish(helloAction, message()));
+  t.ok(overflow.every((p) => p.transport === 'kafka' && p.overloaded), 'the rest overflows to Kafka');
+  t.equal(pool.get(0)?.slots.availableMb, 0, 'overflow holds no slot: it waits in the topic');
+
+  const first = pusher.pushes[0];
+  first?.complete({ ok: true, ack: combined(first.msg, 0) });
+  await http[0]?.completion;
+  const next = lb.publish(helloAction, message());
+  t.equal(next.transport, 'http', 'the freed slot goes to HTTP push at once');
+
+  // Overflow completions (from completed<C>) free nothing.
+  for (const p of overflow.slice(0, 5)) lb.handleAcknowledgement(combined(publisher.published.find((x) => x.msg.activationId === p.activationId)!.msg, 0));
+  t.equal(pool.get(0)?.slots.availableMb, 0);
+  t.equal(lb.publish(helloAction, message()).transport, 'kafka', 'still full');
+});
+
+t.test('Kafka unreachable: overflow is refused (KafkaUnavailableError, Retry-After), HTTP push goes on', async (t) => {
+  const publisher = Object.assign(new FakePublisher(), { up: false, available(this: { up: boolean }) { return this.up; } });
+  const { pool, pusher, lb } = setup(t, { memoryMb: 512, kafka: publisher });
+  t.equal(lb.publish(helloAction, message()).transport, 'http', 'HTTP push does not need Kafka');
+  lb.publish(helloAction, message());
+  const error = (() => {
+    try {
+      lb.publish(helloAction, message());
+    } catch (e) {
+      return e;
+    }
+    return undefined;
+  })();
+  t.type(error, KafkaUnavailableError);
+  t.type(error, NoInvokersAvailableError, 'a 503 for callers that know only that one');
+  t.equal((error as KafkaUnavailableError).retryAfterSeconds, 5);
+  t.equal(pool.get(0)?.slots.availableMb, 0, 'the refused one holds nothing');
+  t.equal(lb.inFlight, 2);
+  t.equal(publisher.published.length, 0, 'nothing sent to Kafka');
+
+  const first = pusher.pushes[0];
+  first?.complete({ ok: true, ack: combined(first.msg, 0) });
+  await settle();
+  t.equal(lb.publish(helloAction, message()).transport, 'http');
+  publisher.up = true;
+  t.equal(lb.publish(helloAction, message()).transport, 'kafka', 'overflow again once Kafka is back');
+});
+
+t.test('results of activations sent to an earlier incarnation do not count against the invoker', async (t) => {
+  const { pool, pusher, lb } = setup(t, { forcedCompletion: { minTimeLimitMs: 50, extraMs: 0 }, memoryMb: 4096 });
+  // Sent before the invoker died; they will time out after 100 ms.
+  const lost = Array.from({ length: 6 }, () => lb.publish({ ...helloAction, timeoutMs: 1 }, message()));
+  for (const p of pusher.pushes) p.acknowledge();
+  // The invoker dies (failed probe) and comes back: a new incarnation.
+  pool.get(0)?.health.recordPing(Date.now(), false, 'probe');
+  pool.get(0)?.health.recordPing(Date.now(), true, 'probe');
+  t.equal(pool.status(0, Date.now()), 'up');
+  for (const p of lost) t.match(await p.completion, { status: 'forced', reason: 'timeout' });
+  t.equal(pool.status(0, Date.now()), 'up', 'the previous run\'s timeouts are not counted');
+
+  const current = Array.from({ length: 4 }, () => lb.publish({ ...helloAction, timeoutMs: 1 }, message()));
+  for (const p of current) await p.completion;
+  t.equal(pool.status(0, Date.now()), 'unresponsive', 'the current incarnation\'s are');
 });

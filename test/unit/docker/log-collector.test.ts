@@ -139,14 +139,6 @@ t.test('output ended: collect resolves at once, incomplete', async (t) => {
   t.equal(again.complete, false, 'stays ended');
 });
 
-t.test('concurrent mode collects nothing and never waits', async (t) => {
-  const c = new LogCollector(new LogClock(), true);
-  c.beginActivation();
-  feed(c, 'stdout', 'from some run');
-  const r = await c.collect({ waitMs: 5000 });
-  t.same(r, { lines: [], complete: true, truncated: false, bytes: 0 });
-});
-
 t.test('misuse is reported', async (t) => {
   const c = new LogCollector(new LogClock());
   await t.rejects(c.collect(), /without beginActivation/);

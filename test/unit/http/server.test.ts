@@ -6,6 +6,7 @@ import {
   eventually,
   MESSAGE_ACTIVATION_ID,
   MESSAGE_BYTES,
+  messageWithId,
   startHarness,
   type Harness,
 } from './fixtures/harness.js';
@@ -72,8 +73,8 @@ t.test('POST /invoke: 200 and headers arrive before the activation ends, then th
 
 t.test('POST /invoke accepts text/plain (what Akka HTTP sends for a String entity) and a charset', async (t) => {
   const h = await withServer(t);
-  for (const type of ['text/plain; charset=UTF-8', 'application/json; charset=utf-8']) {
-    const response = await post(h, '/invoke', MESSAGE_BYTES, { 'content-type': type });
+  for (const [i, type] of ['text/plain; charset=UTF-8', 'application/json; charset=utf-8'].entries()) {
+    const response = await post(h, '/invoke', messageWithId(`${i}`.repeat(32)), { 'content-type': type });
     t.equal(response.statusCode, 200, type);
     (await h.handler.next()).resolve();
     t.equal(await response.body.text(), COMPLETION);

@@ -10,6 +10,9 @@ import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { parseAcknowledgement, serializeActivationMessage } from '../../../protocol/index.js';
 import { createActivationFeed, type CompletionRecord } from '../../../invoker/kafka/activation-feed.js';
 import { silentLogger } from '../../../invoker/telemetry/logger.js';
+import { ActivationIds } from '../../../invoker/invocation/activation-ids.js';
+import type { RecordSink } from '../../../invoker/invocation/invocation-core.js';
+import type { ActivationDocument } from '../../../protocol/index.js';
 import { InvokerMetrics } from '../../../invoker/telemetry/metrics.js';
 import { StubCore, activationMessage, instanceId, sleep } from '../../integration/kafka/helpers.js';
 
@@ -50,7 +53,7 @@ class ScriptedConsumer {
   }
 }
 
-function setup(slots: number) {
+function setup(slots: number, extra: { ids?: ActivationIds; records?: RecordSink } = {}) {
   const consumers: ScriptedConsumer[] = [];
   const kafka = {
     consumer: () => {
@@ -73,6 +76,7 @@ function setup(slots: number) {
     metrics,
     consumer: { heartbeatInterval: 50 },
     restartBackoff: { initialMs: 20, maxMs: 40 },
+    ...extra,
   });
   return { consumers, core, sent, feed, metrics };
 }
@@ -254,4 +258,41 @@ t.test('unreadable messages: committed, counted, answered when possible', async 
     Object.fromEntries(rejected.values.map((v) => [v.labels.reason, v.value])),
     { empty: 1, invalid_json: 1, invalid_message: 1 },
   );
+});
+
+t.test('a message whose activation id runs here (or just ran) is skipped, whichever transport took it first', async (t) => {
+  const ids = new ActivationIds();
+  const { consumers, core, feed, sent } = setup(10, { ids });
+  await feed.start();
+  const message = activationMessage('c0');
+  t.ok(ids.claim(message.activationId), 'taken over HTTP meanwhile');
+  const p = pass([serializeActivationMessage(message), serializeActivationMessage(message)]);
+  await consumers[0]!.eachBatch!(p.payload);
+  t.equal(core.calls.length, 0, 'not run a second time');
+  t.same(p.resolved, ['0', '1'], 'committed all the same');
+  ids.finish(message.activationId);
+  const again = activationMessage('c0');
+  await consumers[0]!.eachBatch!(pass([serializeActivationMessage(again), serializeActivationMessage(again)], 2).payload);
+  t.equal(core.calls.length, 1, 'two copies in Kafka run once');
+  core.finishAll();
+  await feed.stop();
+  await feed.whenIdle();
+  t.equal(ids.state(again.activationId), 'finished');
+  t.same(sent.map((c) => c.activationId), [again.activationId]);
+});
+
+t.test('names upstream refuses, or that pick a reserved CouchDB id, are rejected; no record under _design', async (t) => {
+  const stored: ActivationDocument[] = [];
+  const records: RecordSink = { store: async (doc) => void stored.push(doc) };
+  const { consumers, core, feed, sent } = setup(10, { records });
+  await feed.start();
+  const design = activationMessage('c3', { user: { ...activationMessage('c3').user, namespace: { name: '_design', uuid: 'u' } } });
+  const badPath = activationMessage('c3', { action: { path: '_design', name: 'x' } });
+  await consumers[0]!.eachBatch!(pass([serializeActivationMessage(design), serializeActivationMessage(badPath)]).payload);
+  await feed.whenIdle();
+  t.equal(core.calls.length, 0);
+  t.same(sent.map((c) => c.activationId), [design.activationId, badPath.activationId], 'the controller is told at once');
+  t.match(parseAcknowledgement(sent[0]!.completion), { isSystemError: true });
+  t.same(stored.map((d) => d._id), [`guest/${badPath.activationId}`], 'a record only under a namespace that may start an id');
+  await feed.stop();
 });

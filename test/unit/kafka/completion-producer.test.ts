@@ -50,7 +50,8 @@ t.test('idempotent, acks -1; a final failure rejects with context and replaces t
 
   t.equal(await completions.send(completion('a')), 'full');
   t.same(producers[0]?.acks, [-1], 'acknowledged by all in-sync replicas');
-  await t.rejects(completions.send(completion('b')), /sending the full completion of b to completed0: broker said REQUEST_TIMED_OUT/);
+  // retryUntil in the past: one attempt only.
+  await t.rejects(completions.send({ ...completion('b'), retryUntil: 0 }), /sending the full completion of b to completed0: broker said REQUEST_TIMED_OUT/);
   t.equal(producers.length, 2, 'a new producer (new producer id) for what follows');
   t.ok(producers[0]?.disconnected, 'the old one is closed');
   t.equal(await completions.send(completion('c')), 'full');
@@ -98,4 +99,25 @@ t.test('stop waits for sends under way, including ones that start while stopping
   t.equal(await second, 'full');
   t.ok(producers[0]?.disconnected);
   await t.rejects(completions.send(completion('c')), /completion producer is stopped/);
+});
+
+t.test('a failing broker: retried with backoff until the controller\'s deadline, not given up after a few seconds', async (t) => {
+  const { kafka, producers } = scriptedKafka([fail('NETWORK'), fail('NETWORK'), fail('NETWORK'), fail('NETWORK'), ok]);
+  const completions = createCompletionProducer({ kafka, logger: silentLogger(), retryBackoff: { initialMs: 20, maxMs: 80 } });
+  await completions.start();
+  t.equal(await completions.send({ ...completion('a'), retryUntil: Date.now() + 10_000 }), 'full', 'delivered on the fifth attempt');
+  t.same(producers.at(-1)?.sent, ['{"full":"xxxxxxxxxx"}']);
+  t.equal(producers.length, 5, 'a fresh producer after each failed attempt');
+
+  // Past the deadline it gives up (the controller has forced the activation by then).
+  const failing = scriptedKafka(Array.from({ length: 100 }, () => fail('NETWORK')));
+  const doomed = createCompletionProducer({ kafka: failing.kafka, logger: silentLogger(), retryBackoff: { initialMs: 20, maxMs: 40 } });
+  await doomed.start();
+  const started = Date.now();
+  await t.rejects(doomed.send({ ...completion('b'), retryUntil: Date.now() + 300 }), /broker said NETWORK/);
+  const took = Date.now() - started;
+  t.ok(took >= 200 && took < 2_000, `gave up at the deadline (${took} ms)`);
+  t.ok(failing.producers.length > 3, 'after several attempts');
+  await completions.stop();
+  await doomed.stop();
 });

@@ -5,7 +5,6 @@ import t from 'tap';
 import {
   ActionTooLargeError,
   ContainerCreateError,
-  PoolAcquireAbortedError,
   PoolQueueFullError,
   type Lease,
 } from '../../../invoker/pool/container-pool.js';
@@ -209,33 +208,6 @@ t.test('queueLimit 0 refuses instead of waiting', async (t) => {
   const held = await pool.acquire(req('a'));
   await t.rejects(pool.acquire(req('b')), PoolQueueFullError);
   held.release('destroy');
-});
-
-t.test('abort removes a request from the queue and unblocks the ones behind it', async (t) => {
-  const { pool } = makePool(t, { userMemoryMb: 512 });
-  const held = await pool.acquire(req('a'));
-  const controller = new AbortController();
-  const big = pool.acquire(req('big', { memoryMb: 512, signal: controller.signal }));
-  const small = pool.acquire(req('small'));
-  await settle();
-  t.equal(pool.totals().queueLength, 2);
-  controller.abort(new Error('client gone'));
-  const error = await big.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  t.type(error, PoolAcquireAbortedError);
-  t.match(((error as Error).cause as Error).message, 'client gone');
-  const lease = await small;
-  t.equal(lease.origin, 'cold');
-  t.equal(pool.totals().queueLength, 0);
-  held.release('destroy');
-  lease.release('destroy');
-});
-
-t.test('an already aborted signal rejects at once', async (t) => {
-  const { pool } = makePool(t);
-  await t.rejects(pool.acquire(req('a', { signal: AbortSignal.abort() })), PoolAcquireAbortedError);
 });
 
 t.test('invalid requests are refused with a clear error', async (t) => {

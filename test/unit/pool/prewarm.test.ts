@@ -50,6 +50,18 @@ t.test('a matching request takes a prewarm container (needsInit) and it is repla
   again.release('reuse');
 });
 
+t.test('a stem cell whose configured size is not whole MiB (300000 KB) is created at 292 MiB but serves no action, as upstream', async (t) => {
+  const { pool, provider } = makePool(t, { userMemoryMb: 2048, stemCells: [{ kind: KIND, image: IMAGE, memoryMb: 292, memoryBytes: 300000 * 1024, count: 1 }] });
+  pool.start();
+  await until(() => pool.totals().byState.prewarm === 1, 1000, 'prewarm');
+  t.equal(provider.containers[0]?.spec.memoryMb, 292, 'the container limit: upstream ByteSize.toMB, rounded down');
+  t.equal(pool.totals().usedMb, 292);
+  const lease = await pool.acquire(req('a', { memoryMb: 292 }));
+  t.equal(lease.origin, 'cold', 'a 292 MB action is not 300000 KB');
+  lease.release('reuse');
+  t.throws(() => makePool(t, { stemCells: [{ kind: KIND, image: IMAGE, memoryMb: 256, memoryBytes: 300000 * 1024, count: 1 }] }), /not 256 MiB rounded down/);
+});
+
 t.test('no prewarm of that kind or memory: cold', async (t) => {
   const { pool } = makePool(t, { userMemoryMb: 2048, stemCells: stem(1) });
   pool.start();

@@ -11,13 +11,16 @@ import { isDeepStrictEqual } from 'node:util';
 import t from 'tap';
 import {
   ProtocolParseError,
+  initBody,
   isActivationId,
+  parseActivationMessage,
+  runBody,
   salvageRejectedMessage,
   type ActivationMessage,
   type JsonValue,
   type WireInput,
 } from '../../../protocol/index.js';
-import { ALL_CODECS, CODECS, loadFixtures, type Codec } from '../../fixtures/protocol/codecs.js';
+import { ALL_CODECS, CODECS, fixture, loadFixtures, type Codec } from '../../fixtures/protocol/codecs.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20240531);
 const COUNT = Number(process.env.FUZZ_COUNT ?? 12_000);
@@ -242,4 +245,99 @@ t.test(`fuzz: ${COUNT} inputs x ${ALL_CODECS.length} parsers (FUZZ_SEED=${SEED})
   // The generator must also produce acceptable inputs, or the round-trip checks test nothing.
   for (const codec of ALL_CODECS) t.ok((accepted.get(codec) ?? 0) > 0, `${codec.name}: ${accepted.get(codec) ?? 0} accepted`);
   t.ok(seconds < 20, `took ${seconds.toFixed(1)} s`);
+});
+
+// Numbers a double cannot carry, and forms JavaScript would rewrite (1.0 -> 1, 1E+21 -> 1e+21).
+const NUMBER_TEXTS = ['12345678901234567890', '9007199254740993', '0.12345678901234567890123', '1E+400', '-1E-400', '1.0', '1E+21', '-0', '0', '1e2', '123.4500', '0.0000001'];
+const WS = ['', '', '', ' ', '\n', '\t ', '\r\n  '];
+
+/** A random JSON text built by hand, so that it holds number texts JSON.stringify could never write. */
+function randomJsonText(depth = 0): string {
+  const ws = (): string => pick(WS);
+  switch (int(depth > 2 ? 5 : 7)) {
+    case 0:
+      return pick(NUMBER_TEXTS);
+    case 1:
+      return String(int(1000) - 500) + (int(2) === 0 ? `.${int(1000)}` : '') + (int(3) === 0 ? pick(['e', 'E', 'e+', 'E-']) + String(int(400)) : '');
+    case 2:
+      return JSON.stringify(randomString()).replace(/[a-z]/, (c) => (int(4) === 0 ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c));
+    case 3:
+      return pick(['true', 'false', 'null']);
+    case 4:
+      return pick(['{}', '[]', '""']);
+    case 5: {
+      const items: string[] = [];
+      for (let i = int(4); i > 0; i--) items.push(`${ws()}${randomJsonText(depth + 1)}${ws()}`);
+      return `[${items.join(',')}]`;
+    }
+    default:
+      return randomObjectText(depth).text;
+  }
+}
+
+function randomObjectText(depth: number): { text: string; members: { key: string; keyText: string; text: string }[] } {
+  const members: { key: string; keyText: string; text: string }[] = [];
+  for (let i = int(5); i > 0; i--) {
+    const key = int(3) === 0 ? randomString() : pick(['a', 'name', 'n', 'INIT', 'content', '__proto__', '0', 'é']);
+    members.push({ key, keyText: JSON.stringify(key), text: randomJsonText(depth + 1) });
+  }
+  const ws = (): string => pick(WS);
+  return { text: `{${members.map((m) => `${ws()}${m.keyText}${ws()}:${ws()}${m.text}${ws()}`).join(',')}}`, members };
+}
+
+t.test(`fuzz: content of any JSON value, with exact numbers, through parse -> /run and /init bodies (FUZZ_SEED=${SEED})`, async (t) => {
+  const action = { name: 'a', binary: false, code: 'x', annotations: [] };
+  const template = fixture('activation-message.json');
+  const failures: string[] = [];
+  const cases = Math.ceil(COUNT / 6);
+  let objects = 0;
+  for (let i = 0; i < cases && failures.length < 10; i++) {
+    const asObject = int(2) === 0;
+    const obj = asObject ? randomObjectText(0) : undefined;
+    const content = obj?.text ?? randomJsonText();
+    const initKeys = obj ? obj.members.filter(() => int(3) === 0).map((m) => m.key) : [];
+    const text = template.replace('"content":{"name":"World"},"initArgs":[]', `"content":${pick(WS)}${content}${pick(WS)},"initArgs":${JSON.stringify(initKeys)}`);
+    let msg: ActivationMessage;
+    try {
+      msg = parseActivationMessage(text);
+    } catch (err) {
+      failures.push(`case ${i}: refused ${JSON.stringify(content)}: ${String(err)}`);
+      continue;
+    }
+    const run = runBody({ msg, content: msg.content, action, deadline: 1 });
+    const value = run.slice('{"value":'.length, run.indexOf(',"api_key"'));
+    if (content === 'null') {
+      if (msg.content !== undefined || value !== '{}') failures.push(`case ${i}: null content should read as none`);
+      continue;
+    }
+    if (msg.content?.text !== content) failures.push(`case ${i}: content text changed: ${JSON.stringify(content)}`);
+    if (obj === undefined || initKeys.length === 0) {
+      if (value !== content) failures.push(`case ${i}: /run value is not the content text: ${JSON.stringify(content)} -> ${JSON.stringify(value)}`);
+      continue;
+    }
+    objects++;
+    // With init arguments: the other members, each value's text unchanged, none of the init ones.
+    const kept = obj.members.filter((m) => !initKeys.includes(m.key));
+    let rest = value.slice(1, -1);
+    for (const m of kept) {
+      const at = rest.indexOf(m.text);
+      if (at < 0) failures.push(`case ${i}: member ${m.keyText} lost or changed in ${JSON.stringify(value)}`);
+      else rest = rest.slice(at + m.text.length);
+    }
+    const parsedRun = JSON.parse(value) as Record<string, unknown>;
+    for (const key of initKeys) if (Object.hasOwn(parsedRun, key)) failures.push(`case ${i}: init argument ${JSON.stringify(key)} reached /run`);
+    const env = (JSON.parse(initBody({ msg, content: msg.content, action, deadline: 1 })) as { value: { env: Record<string, string> } }).value.env;
+    for (const key of initKeys) {
+      const last = obj.members.filter((m) => m.key === key).at(-1)?.text ?? '';
+      const got = env[key];
+      if (typeof got !== 'string') failures.push(`case ${i}: env ${JSON.stringify(key)} missing`);
+      else if (/^-?[0-9]/.test(last) && Number(got) !== Number(last) && !(Number.isNaN(Number(got)) && Number.isNaN(Number(last)))) {
+        failures.push(`case ${i}: env ${JSON.stringify(key)} = ${got} for the number ${last}`);
+      } else if (/^-?[0-9]/.test(last) && !/^-?[0-9]+(\.[0-9]+)?(E[+-][0-9]+)?$/.test(got)) {
+        failures.push(`case ${i}: env ${JSON.stringify(key)} = ${got} is not a BigDecimal string`);
+      }
+    }
+  }
+  t.same(failures, [], `no failures (reproduce with FUZZ_SEED=${SEED})`);
+  t.ok(objects > cases / 10, `${objects} objects with init arguments`);
 });

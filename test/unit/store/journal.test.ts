@@ -1,6 +1,7 @@
 /**
  * The journal on its own, on a real directory: what survives a reopen, when
- * segments go away, torn tails, reading records back, the bit set behind it.
+ * segments go away, torn tails, the cursor (take, acknowledge, give back)
+ * within its memory bound, reading records back, the bit set behind it.
  */
 import t, { type Test } from 'tap';
 import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -26,14 +27,13 @@ async function segments(dir: string): Promise<string[]> {
   return (await readdir(dir)).filter((f) => f.startsWith('seg-')).sort();
 }
 
-const nothingHeld = { isHeld: () => false, held: () => 0 };
+const all = { records: 1000, bytes: 1e9 };
 
 t.test('appends of one event-loop turn go out in one write and resolve with their place', async (t) => {
   const dir = await journalDir(t);
-  const batches: number[] = [];
-  const journal = await Journal.open({ dir, logger, onAppended: (records) => batches.push(records.length) });
+  const journal = await Journal.open({ dir, logger });
   const records = await Promise.all(Array.from({ length: 50 }, (_, i) => journal.append(doc(i).id, doc(i).json)));
-  t.same(batches, [50], 'one write for the whole turn');
+  t.equal(journal.stats().appendWrites, 1, 'one write for the whole turn');
   t.same(
     records.map((r) => r.ordinal),
     Array.from({ length: 50 }, (_, i) => i),
@@ -53,7 +53,7 @@ t.test('only unconfirmed records survive a reopen, and a fully confirmed journal
 
   const second = await Journal.open({ dir, logger });
   t.equal(second.unconfirmed, 3, 'the 3 unconfirmed records are back');
-  const read = await second.readUnconfirmed({ records: 100, bytes: 1e9 }, nothingHeld.isHeld, nothingHeld.held);
+  const read = await second.take(all);
   t.same(
     read.records.map((r) => r.id),
     [7, 8, 9].map((i) => doc(i).id),
@@ -86,18 +86,17 @@ t.test('segments rotate at their size and a sealed one is deleted once all its r
 
 t.test('a burst larger than a segment is cut at segment boundaries', async (t) => {
   const dir = await journalDir(t);
-  const batches: number[] = [];
-  const journal = await Journal.open({ dir, logger, segmentMaxBytes: 2048, onAppended: (records) => batches.push(records.length) });
+  const journal = await Journal.open({ dir, logger, segmentMaxBytes: 2048 });
   const records = await Promise.all(Array.from({ length: 100 }, (_, i) => journal.append(doc(i).id, doc(i).json)));
   const files = await segments(dir);
   t.ok(files.length >= 5, `${files.length} segments for ~13 KiB`);
-  t.equal(batches.length, files.length, 'one write per segment');
-  t.equal(batches.reduce((a, b) => a + b, 0), 100);
+  t.equal(journal.stats().appendWrites, files.length, 'one write per segment');
+  t.equal(journal.unconfirmed, 100);
   t.equal(new Set(records.map((r) => `${r.segment}:${r.ordinal}`)).size, 100, 'every record has its own place');
   await journal.close();
   const reopened = await Journal.open({ dir, logger });
   t.equal(reopened.unconfirmed, 100);
-  const read = await reopened.readUnconfirmed({ records: 1000, bytes: 1e9 }, nothingHeld.isHeld, nothingHeld.held);
+  const read = await reopened.take(all);
   t.same(read.records.map((r) => r.id).sort(), records.map((r) => r.id).sort());
   await reopened.close();
 });
@@ -113,7 +112,7 @@ t.test('a torn last line (a write cut by a crash) is cut off at open, and later 
   const reopened = await Journal.open({ dir, logger });
   t.equal(reopened.unconfirmed, 2, 'the torn record does not count: its store() never resolved');
   t.notOk((await readFile(file, 'utf8')).includes('torn'), 'the partial line is gone from the file');
-  const read = await reopened.readUnconfirmed({ records: 10, bytes: 1e9 }, nothingHeld.isHeld, nothingHeld.held);
+  const read = await reopened.take(all);
   reopened.acknowledge(read.records);
   await reopened.close();
   t.same(await segments(dir), []);
@@ -124,7 +123,7 @@ t.test('a damaged record line comes back as corrupt, not as a document', async (
   await writeFile(join(dir, 'seg-000000000007.jnl'), `R 0 ${doc(0).json}\nR 1 {not json\nR 2 ["no id"]\n`);
   const journal = await Journal.open({ dir, logger });
   t.equal(journal.unconfirmed, 3);
-  const read = await journal.readUnconfirmed({ records: 10, bytes: 1e9 }, nothingHeld.isHeld, nothingHeld.held);
+  const read = await journal.take(all);
   t.same(read.records.map((r) => r.ordinal), [0]);
   t.same(read.corrupt.map((c) => c.ordinal), [1, 2]);
   t.match(read.corrupt[0]?.problem, /not JSON/);
@@ -133,23 +132,59 @@ t.test('a damaged record line comes back as corrupt, not as a document', async (
   await journal.close();
 });
 
-t.test('readUnconfirmed skips held records and stops at its limits', async (t) => {
+t.test('take hands out the oldest records nobody holds; memory stays within its bound and spilled records come back in order', async (t) => {
+  const dir = await journalDir(t);
+  const journal = await Journal.open({ dir, logger, maxHeldRecords: 5 });
+  await Promise.all(Array.from({ length: 20 }, (_, i) => journal.append(doc(i).id, doc(i).json)));
+  t.match(journal.stats(), { unconfirmed: 20, held: 5, spilled: 15 }, 'beyond the bound, records are only on disk');
+  const first = await journal.take({ records: 3, bytes: 1e9 });
+  t.same(first.records.map((r) => r.ordinal), [0, 1, 2]);
+  const second = await journal.take(all);
+  t.same(second.records.map((r) => r.ordinal), [3, 4], 'taken records are not handed out twice');
+  journal.giveBack(first.records.slice(1));
+  const again = await journal.take({ records: 1, bytes: 1e9 });
+  t.same(again.records.map((r) => r.ordinal), [1], 'a record given back goes out first');
+  journal.acknowledge([...first.records, ...second.records]);
+  t.match(journal.stats(), { unconfirmed: 15, held: 0 });
+  const seen: number[] = [];
+  while (journal.unconfirmed > 0) {
+    const batch = await journal.take(all);
+    t.ok(journal.stats().held <= 5, `held ${journal.stats().held} <= 5`);
+    seen.push(...batch.records.map((r) => r.ordinal));
+    journal.acknowledge(batch.records);
+  }
+  t.same(seen, Array.from({ length: 15 }, (_, i) => i + 5), 'every spilled record once, oldest first');
+  await journal.close();
+  t.same(await segments(dir), []);
+});
+
+t.test('records appended while older ones are spilled spill too, so none overtakes them', async (t) => {
+  const dir = await journalDir(t);
+  const journal = await Journal.open({ dir, logger, maxHeldRecords: 4 });
+  await Promise.all(Array.from({ length: 6 }, (_, i) => journal.append(doc(i).id, doc(i).json)));
+  const taken = await journal.take(all);
+  journal.acknowledge(taken.records);
+  await journal.append(doc(6).id, doc(6).json);
+  const seen: number[] = [];
+  while (journal.unconfirmed > 0) {
+    const batch = await journal.take(all);
+    seen.push(...batch.records.map((r) => r.ordinal));
+    journal.acknowledge(batch.records);
+  }
+  t.same(seen, [4, 5, 6]);
+  await journal.close();
+});
+
+t.test('take stops at its limits, with at least one record even when it exceeds the byte limit', async (t) => {
   const dir = await journalDir(t);
   const journal = await Journal.open({ dir, logger });
-  const records = await Promise.all(Array.from({ length: 20 }, (_, i) => journal.append(doc(i).id, doc(i).json)));
-  const held = new Set(records.slice(0, 5).map((r) => r.ordinal));
-  const read = await journal.readUnconfirmed(
-    { records: 10, bytes: 1e9 },
-    (ref) => held.has(ref.ordinal),
-    () => held.size,
-  );
-  t.same(
-    read.records.map((r) => r.ordinal),
-    Array.from({ length: 10 }, (_, i) => i + 5),
-  );
-  const bytesLimited = await journal.readUnconfirmed({ records: 100, bytes: 1 }, () => false, () => 0);
-  t.equal(bytesLimited.records.length, 1, 'at least one record even when it exceeds the byte limit');
+  await Promise.all(Array.from({ length: 20 }, (_, i) => journal.append(doc(i).id, doc(i).json)));
+  t.equal((await journal.take({ records: 10, bytes: 1e9 })).records.length, 10);
+  t.equal((await journal.take({ records: 100, bytes: 1 })).records.length, 1);
   await journal.close();
+  const reopened = await Journal.open({ dir, logger });
+  t.equal((await reopened.take({ records: 100, bytes: 1 })).records.length, 1, 'the same for records read back from disk');
+  await reopened.close();
 });
 
 t.test('marks and confirmedBelow tell flush() when everything until then is confirmed', async (t) => {
@@ -167,11 +202,14 @@ t.test('marks and confirmedBelow tell flush() when everything until then is conf
   await journal.close();
 });
 
-t.test('dead letters are written with their document and reason', async (t) => {
+t.test('dead letters are written with their document and reason, and leave the journal', async (t) => {
   const dir = await journalDir(t);
   const journal = await Journal.open({ dir, logger });
   const record = await journal.append(doc(1).id, doc(1).json);
-  await journal.writeDeadLetters([{ ref: record, id: record.id, json: record.json, error: 'forbidden', reason: 'no' }]);
+  const [taken] = (await journal.take(all)).records;
+  t.equal(taken?.id, record.id);
+  await journal.deadLetter([{ ref: record, id: record.id, json: record.json, error: 'forbidden', reason: 'no' }]);
+  t.equal(journal.unconfirmed, 0);
   const lines = (await readFile(journal.deadLetterFile, 'utf8')).trim().split('\n');
   t.equal(lines.length, 1);
   const letter = JSON.parse(lines[0] as string) as Record<string, unknown>;

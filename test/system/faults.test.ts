@@ -1,0 +1,173 @@
+/**
+ * The whole system under load and faults: a real controller-lb and two real
+ * invokers as processes (system.ts), each scenario injected mid-load and
+ * followed by the accounting check (checks.ts): accepted = completed =
+ * stored, no duplicates, every system error a forced-completion record.
+ * Health after each fault: the time until the controller shows both invokers
+ * `up` again is printed, and the end of the file checks that no invoker was
+ * demoted after its last recovery (stale timeouts of the killed invoker's
+ * activations arrive about 2 minutes later, inside this file's run).
+ */
+import t, { type Test } from 'tap';
+import { account, runLoad, SLEEPER, type Accounting, type CallResult } from './load.js';
+import { checkAccounting } from './checks.js';
+import { sleep, SystemUnderTest } from './system.js';
+
+t.setTimeout(600_000);
+
+// 256 MB per invoker, 128 MB actions: two slots each, so concurrency 10 overflows to Kafka.
+const system = new SystemUnderTest({ invokerMemoryMb: 256 });
+t.teardown(() => system.stop());
+
+const COUNT = Number(process.env['SYSTEM_TEST_COUNT'] ?? 120);
+const CONCURRENCY = 10;
+const ACTION_MS = 300;
+const load = (at?: { fraction: number; run: () => Promise<void> }) =>
+  runLoad(system.controllerUrl, { action: 'sleeper', count: COUNT, concurrency: CONCURRENCY, nonBlockingEvery: 2, maxMs: 90_000, params: (i) => ({ i, ms: ACTION_MS }), ...(at !== undefined ? { at } : {}) });
+
+/** Ids already accounted for by an earlier scenario (late records of theirs are not "unexpected"). */
+const earlier = new Set<string>();
+const remember = (results: CallResult[]) => results.forEach((r) => r.activationId !== undefined && earlier.add(r.activationId));
+/** When each fault's recovery was seen: no demotion may follow it. */
+const recoveries: Array<{ scenario: string; at: number; ms: number }> = [];
+
+async function recovered(tt: Test, scenario: string, since: number): Promise<void> {
+  const ms = await system.waitAllUp(120_000);
+  const total = Date.now() - since;
+  recoveries.push({ scenario, at: Date.now(), ms: total });
+  tt.comment(`${scenario}: every invoker up at the controller ${total} ms after the fault ended (${ms} ms after the load ended)`);
+  tt.same(Object.values(await system.ownStatuses()), ['up', 'up'], `${scenario}: both invokers up again`);
+}
+
+t.before(async () => {
+  await system.start();
+  await system.createAction('sleeper', SLEEPER, { memory: 128, timeout: 10_000 });
+});
+
+t.test('1. mixed blocking and non-blocking load overflows through Kafka and loses nothing', async (tt) => {
+  const results = await load();
+  const a = await account(system, results, 60_000, earlier);
+  remember(results);
+  checkAccounting(tt, `1. mixed load (${COUNT}, concurrency ${CONCURRENCY})`, a);
+  tt.ok(a.viaKafka > 0, `some activations overflowed through Kafka (${a.viaKafka})`);
+  tt.ok(a.viaKafka < a.accepted, `some went by HTTP push (${a.accepted - a.viaKafka})`);
+});
+
+// Its accounting waits for the end of the file: activations handed to the
+// killed invoker over Kafka end only by the forced-completion timer.
+let killResults: CallResult[] = [];
+t.test('2. kill -9 of one invoker mid-load, restarted with the same id and journal', async (tt) => {
+  const victim = system.invokers[0]!;
+  let faultEnded = 0;
+  killResults = await load({
+    fraction: 0.3,
+    run: async () => {
+      await victim.kill9();
+      tt.comment(`killed invoker${victim.id} (kill -9)`);
+      await sleep(3_000);
+      await victim.start();
+      faultEnded = Date.now();
+      tt.comment(`restarted invoker${victim.id} with journal ${victim.journalDir}`);
+    },
+  });
+  tt.ok(faultEnded > 0, 'the invoker was killed and restarted during the load');
+  await recovered(tt, '2. kill -9', faultEnded);
+  remember(killResults);
+});
+
+t.test('5. docker kill of one invoker\'s action containers mid-load', async (tt) => {
+  const victim = system.invokers[1]!;
+  let killed = 0;
+  const results = await load({
+    fraction: 0.4,
+    run: async () => {
+      const ids = await system.containerIds(victim.id);
+      killed = ids.length;
+      await Promise.all(ids.map((id) => new Promise((resolve) => import('node:child_process').then(({ spawn }) => spawn('docker', ['kill', id]).once('exit', resolve)))));
+      tt.comment(`docker kill of ${ids.length} containers labelled whisk.invoker=${victim.id}`);
+    },
+  });
+  tt.ok(killed > 0, 'containers of the invoker were killed during the load');
+  const a = await account(system, results, 60_000, earlier);
+  remember(results);
+  // A run whose container was killed ends as a developer error (upstream), not a system error.
+  checkAccounting(tt, '5. docker kill', a);
+  await recovered(tt, '5. docker kill', Date.now());
+});
+
+t.test('4. CouchDB unreachable for 7 s mid-load (proxy cut)', async (tt) => {
+  let restored = 0;
+  const results = await load({
+    fraction: 0.3,
+    run: async () => {
+      system.couchProxy.cut();
+      tt.comment('CouchDB cut off from the processes');
+      await sleep(7_000);
+      system.couchProxy.restore();
+      restored = Date.now();
+      tt.comment('CouchDB restored');
+    },
+  });
+  tt.ok(restored > 0, 'the outage happened during the load');
+  const a = await account(system, results, 60_000, earlier);
+  remember(results);
+  // The controller's action cache keeps known actions invocable; records wait in the journals.
+  checkAccounting(tt, '4. CouchDB outage', a);
+  await recovered(tt, '4. CouchDB outage', restored);
+});
+
+t.test('3. Kafka unreachable for 8 s mid-load (every client connection cut)', async (tt) => {
+  const proxy = system.kafkaProxy!;
+  let restored = 0;
+  const results = await load({
+    fraction: 0.3,
+    run: async () => {
+      proxy.cut();
+      tt.comment('Kafka cut off from the processes');
+      await sleep(8_000);
+      proxy.restore();
+      restored = Date.now();
+      tt.comment('Kafka restored');
+    },
+  });
+  tt.ok(restored > 0, 'the outage happened during the load');
+  const a = await account(system, results, 90_000, earlier);
+  remember(results);
+  checkAccounting(tt, '3. Kafka outage', a, {
+    todo: {
+      refused: 'waiting for two-source health (a Kafka outage takes away overflow, not invokers: no 503 "No invokers available")',
+      completed: 'waiting for the completion producer retry (a completion lost during the outage leaves the caller without a record until the forced timeout)',
+      lost: 'waiting for the completion producer retry (a completion lost during the outage leaves the record to the forced timeout)',
+    },
+    allowRefused: false,
+  });
+  const noInvokers = Object.entries(a.refused).filter(([k]) => k.startsWith('503')).reduce((n, [, v]) => n + v, 0);
+  tt.equal(noInvokers, 0, 'no call refused with 503 while only the overflow path was down', { todo: 'waiting for two-source health' });
+  await recovered(tt, '3. Kafka outage', restored);
+});
+
+t.test('2. kill -9: accounting once the forced-completion timers have run', async (tt) => {
+  // max(time limit, 60 s) * 2 + CONTROLLER_FORCED_COMPLETION_EXTRA_MS (5 s), from the kill.
+  const a: Accounting = await account(system, killResults, 150_000, earlier);
+  checkAccounting(tt, '2. kill -9 of one invoker', a);
+});
+
+t.test('7. no invoker demoted after its last recovery (stale timeouts not counted)', async (tt) => {
+  const last = recoveries.at(-1);
+  tt.ok(last !== undefined, 'recoveries were observed');
+  // Observe a little longer: late results of earlier scenarios still arrive.
+  await sleep(5_000);
+  const ours = new Set(system.invokers.map((i) => `invoker${i.id}`));
+  for (const r of recoveries) tt.comment(`recovery after ${r.scenario}: ${r.ms} ms`);
+  const demotions = system
+    .controllerLog(/ is (unhealthy|unresponsive|down)"/)
+    .filter((line) => ours.has(String((line['msg'] as string).split(' ')[0])) && Date.parse(String(line['time'])) > (last?.at ?? 0));
+  tt.same(
+    demotions.map((d) => d['msg']),
+    [],
+    'no status change away from up after the last recovery',
+    { todo: 'waiting for stale-timeout health (a timeout of an activation sent before the invoker was last seen down must not count)' },
+  );
+  tt.same(Object.values(await system.ownStatuses()), ['up', 'up'], 'both invokers up at the end');
+  tt.same(system.processesAlive(), Object.fromEntries([['controller', true], ...system.invokers.map((i) => [`invoker${i.id}`, true])]), 'all processes up');
+});
