@@ -22,7 +22,7 @@ import type { InvokerPool } from '../invoker-state.js';
 import { registerActionRoutes } from './actions.js';
 import { registerActivationRoutes } from './activations.js';
 import { basicAuthenticator } from './auth.js';
-import { installErrorHandlers } from './errors.js';
+import { ApiError, installErrorHandlers } from './errors.js';
 import type { Balancer } from './invoke.js';
 import { installJsonBodyParser } from './json-body.js';
 import { registerInfoRoutes, registerNamespaceRoutes } from './namespaces.js';
@@ -84,6 +84,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     connectionTimeout: timeouts.connectionTimeoutMs,
     keepAliveTimeout: timeouts.keepAliveTimeoutMs,
     routerOptions: { ignoreTrailingSlash: true },
+    // Refused below in upstream's error shape instead of fastify's own.
+    return503OnClosing: false,
     // Node checks the request and headers deadlines on this interval (default 30 s).
     http: { connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(timeouts.requestTimeoutMs / 4))) },
   });
@@ -92,6 +94,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     logger.error({ transid: request.transid?.id, method: request.method, url: request.url.split('?')[0], err: error }, 'request failed');
   });
   installJsonBodyParser(app);
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    void reply.header('connection', 'close');
+    throw new ApiError(503);
+  });
 
   app.get('/invokers', async () => pool.statuses(now()));
   app.get('/invokers/slots', async () => pool.snapshot(now()));

@@ -104,9 +104,9 @@ t.test('main.ts: env config, authenticated invoke over HTTP push, /invokers, SIG
   });
   await until(() => invoker.received.length === 1, 10_000, 'the push');
   const received = invoker.received[0];
+  t.same(received?.msg.content?.value(), { greeting: 'Hello', name: 'World' });
   t.match(received?.msg, {
     rootControllerIndex: { asString: '5' },
-    content: { greeting: 'Hello', name: 'World' },
     blocking: true,
     user: { subject: 'guest', namespace: { name: 'guest', uuid: '23bc46b1-71f6-4ed5-8c54-816aa4f8c502' }, authkey: { api_key: GUEST_API_KEY } },
   });

@@ -10,6 +10,7 @@ import t from 'tap';
 import realOpenwhisk from 'openwhisk';
 import { InvokerTestbed, sleep } from '../../helpers/invoker-harness.js';
 import { GUEST_API_KEY, startController, waitInvokerUp } from '../../helpers/controller-harness.js';
+import { zipArchive, zipCode } from '../../fixtures/upstream-action-docs.js';
 
 const HELLO = "function main() { console.log('Hello World'); return { hello: 'world' }; }";
 
@@ -148,6 +149,19 @@ t.test('the REST API with the openwhisk npm client, a real controller and invoke
     t.ok(big._attachments[big.exec.code.attachmentName.slice(6)], 'large code is a CouchDB attachment');
     t.equal(((await ow.actions.get({ name: 'bigAction' })) as { exec: { code: string } }).exec.code, bigCode);
     t.same(await ow.actions.invoke({ name: 'bigAction', params: { n: 3 }, blocking: true, result: true }), { big: true, n: 3 }, 'the invoker runs it');
+
+    // A zip, as clients send it (a Buffer becomes base64): stored as bytes, binary; and `main`.
+    const zip = Buffer.from(zipCode('zipped'), 'base64');
+    await ow.actions.create({ name: 'zipAction', action: zip, kind: 'nodejs:20' });
+    const zipped = (await testbed.couch.use(testbed.whisksDb).get('guest/zipAction')) as unknown as Record<string, any>;
+    t.match(zipped.exec, { binary: true, code: { attachmentName: /^mem:/, attachmentType: 'application/octet-stream', length: zip.length } });
+    t.same(await ow.actions.invoke({ name: 'zipAction', params: { name: 'z' }, blocking: true, result: true }), { form: 'zipped', echo: 'z' });
+    t.equal(((await ow.actions.get({ name: 'zipAction' })) as { exec: { code: string } }).exec.code, zip.toString('base64'));
+    const withMain = zipArchive({ 'index.js': { data: Buffer.from('exports.run = () => ({ ran: "run" });\n'), deflate: true } });
+    await ow.actions.create({ name: 'mainAction', action: { exec: { kind: 'nodejs:default', code: withMain.toString('base64'), main: 'run' } } });
+    t.same(await ow.actions.invoke({ name: 'mainAction', blocking: true, result: true }), { ran: 'run' }, 'exec.main is the entry point');
+    await ow.actions.delete({ name: 'zipAction' });
+    await ow.actions.delete({ name: 'mainAction' });
 
     const list = (await ow.actions.list()) as Array<Record<string, unknown>>;
     t.same(list.map((a) => a['name']), ['bigAction', 'myAction'], 'newest first');
