@@ -19,7 +19,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
 import { request } from 'undici';
+import { createTopicManager, HEALTH_TOPIC } from '../../invoker/kafka/topics.js';
+import { silentLogger } from '../../invoker/telemetry/logger.js';
 import { CouchServer } from '../../controller-lb/couch-db.js';
 import { GUEST_KEY, GUEST_UUID } from '../../controller-lb/identity-store.js';
 import { runIdentityCommand } from '../../controller-lb/identity.js';
@@ -140,10 +143,37 @@ export class SystemUnderTest {
     const created = await runIdentityCommand(this.couch.db(this.subjectsDb), ['create', 'guest']);
     if (created.code !== 0) throw new Error(`creating the guest identity: ${created.out}`);
     await broker;
+    await this.#createTopics();
     await Promise.all(this.invokers.map((invoker) => invoker.start()));
     this.controller = this.spawnProcess('controller', 'controller-lb/main.ts', this.controllerEnv());
     await this.waitHttp('controller', `${this.controllerUrl}/invokers`, 120_000, this.controller);
     await this.waitAllUp(120_000);
+  }
+
+  /**
+   * The topics the processes would create, created first with the same
+   * settings (invoker/kafka/topics.ts): on a broker seconds old, two
+   * invokers creating theirs at once can meet UNKNOWN_TOPIC_OR_PARTITION,
+   * which stops an invoker's start.
+   */
+  async #createTopics(): Promise<void> {
+    const kafka = new Kafka({ brokers: (this.kafka as PrivateKafka).brokers, clientId: 'system-test-setup', logLevel: logLevel.NOTHING });
+    const topics = createTopicManager({ kafka, logger: silentLogger() });
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          for (const invoker of this.invokers) await topics.ensureTopic('invoker', `invoker${invoker.id}`);
+          await topics.ensureTopic('health', HEALTH_TOPIC);
+          await topics.ensureTopic('completed', 'completed0');
+          return;
+        } catch (error) {
+          if (attempt >= 10) throw error;
+          await sleep(1000);
+        }
+      }
+    } finally {
+      await topics.close();
+    }
   }
 
   invokerEnv(invoker: InvokerProcess): Record<string, string> {
