@@ -54,6 +54,7 @@ interface Probe {
 interface Container {
   name: string;
   command?: string[];
+  args?: string[];
   env?: EnvVar[];
   envFrom?: { configMapRef?: { name: string }; secretRef?: { name: string } }[];
   ports?: { name?: string; containerPort: number }[];
@@ -304,7 +305,8 @@ if (tools.length > 0) {
 
         t.test('the pre-pull init container pulls the ConfigMap runtime manifest', async (t) => {
           const init = pod.initContainers?.find((c) => c.name === 'docker-pull-runtimes');
-          t.same(init?.command, ['node', 'dist/invoker/prepull.js']);
+          t.same(init?.args, ['/usr/bin/node', '/app/dist/invoker/prepull.js']);
+          t.equal(init?.command, undefined, "the image's entrypoint (tini) is kept");
           t.same(init?.env?.find((e) => e.name === 'RUNTIMES_MANIFEST')?.valueFrom?.configMapKeyRef, { name: 'invoker-config', key: 'RUNTIMES_MANIFEST' });
           const manifest = parseRuntimeManifest(configMap('invoker-config')['RUNTIMES_MANIFEST']!, 'RUNTIMES_MANIFEST');
           t.ok(manifestImages(manifest).length > 0);
