@@ -19,24 +19,14 @@ import { actionHash, indexFor } from '../../controller-lb/hashing.js';
 import { InvokerPool } from '../../controller-lb/invoker-state.js';
 import { NoInvokersAvailableError, Scheduler, type SchedulingRequest } from '../../controller-lb/scheduler.js';
 import { megabytes } from '../../protocol/index.js';
+// Deterministic (mulberry32), so runs are comparable.
+import { prng } from '../unit/pool/fake-provider.js';
 
 const ACTIONS = 100_000;
 const PLACEMENTS = Number(process.env.BENCH_PLACEMENTS ?? 100_000);
 const SIZES = (process.env.BENCH_INVOKERS ?? '10,100,1000').split(',').map(Number);
 const MEMORY_CHOICES_MB = [128, 256, 256, 512];
 const INVOKER_MEMORY_MB = [2048, 4096, 8192];
-
-/** A small deterministic PRNG (mulberry32), so runs are comparable. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Zipf(s) sampler over [0, n) by inverse CDF on a precomputed table. */
 function zipf(n: number, s: number, random: () => number): () => number {
