@@ -371,6 +371,7 @@ export class LoadBalancer {
     }
     this.#release(entry, ranOn);
     const isSystemError = ack.isSystemError ?? false;
+    this.#logger.debug({ activationId, invoker: `invoker${ranOn}`, isSystemError }, 'completed activation');
     this.#recordResult(ranOn, isSystemError ? 'systemError' : 'success', now, ranOn === entry.invoker ? entry.incarnation : undefined);
     if (!entry.answered) {
       entry.answered = true;

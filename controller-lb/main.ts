@@ -70,7 +70,7 @@ async function main(config: ControllerConfig): Promise<void> {
     kafka: kafkaPath,
     invokerUrl: (index) => config.invokerUrls[index],
     logger,
-    forcedCompletion: { extraMs: config.forcedCompletionExtraMs },
+    forcedCompletion: { extraMs: config.forcedCompletionExtraMs, minTimeLimitMs: config.forcedCompletionMinMs },
   });
 
   const actions = CouchActionStore.fromUrl(config.couchdbUrl, config.whisksDb);

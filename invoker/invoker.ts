@@ -80,7 +80,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
 
   const docker = new Docker();
   const factory = new ContainerFactory({
-    invokerId: config.invokerId,
+    invokerId: config.containerOwner ?? config.invokerId,
     userMemoryMb: config.userMemoryMb,
     apiHost: config.apiHost,
     network: config.dockerNetwork,
