@@ -32,6 +32,8 @@ export interface ControllerConfig {
   tls: PushTlsOptions | undefined;
   blockingTimeoutMs: number;
   forcedCompletionExtraMs: number;
+  /** The time limit the forced-completion timer uses for actions with a shorter one (upstream 60 s). */
+  forcedCompletionMinMs: number;
   /** Kind of the health test action document; empty: do not create it. */
   healthActionKind: string;
   drainGraceMs: number;
@@ -201,6 +203,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     tls,
     blockingTimeoutMs,
     forcedCompletionExtraMs: integer('CONTROLLER_FORCED_COMPLETION_EXTRA_MS', 60_000, 0),
+    forcedCompletionMinMs: integer('CONTROLLER_FORCED_COMPLETION_MIN_MS', 60_000, 0),
     healthActionKind: env['CONTROLLER_HEALTH_ACTION_KIND'] === undefined ? 'nodejs:20' : env['CONTROLLER_HEALTH_ACTION_KIND'].trim(),
     drainGraceMs: integer('CONTROLLER_DRAIN_GRACE_MS', 30_000, 0),
     logLevel: logLevel as ControllerConfig['logLevel'],

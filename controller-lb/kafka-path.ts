@@ -40,6 +40,8 @@ export interface ActivationPublisher {
   publish(invoker: InvokerInstanceId, msg: ActivationMessage): Promise<void>;
   /** False while Kafka is known to be unreachable: the balancer then refuses what would go to Kafka. */
   available?(): boolean;
+  /** How many times Kafka has become unreachable so far: an activation that lived through one is not the invoker's fault. */
+  outages?(): number;
 }
 
 /**
@@ -59,6 +61,7 @@ export class KafkaPath implements ActivationPublisher {
   readonly #probeTimer: NodeJS.Timeout;
   #probing = false;
   #closed = false;
+  #outages = 0;
 
   private constructor(producer: Producer, consumer: Consumer, admin: Admin, logger: Logger, names: TopicNames, probeIntervalMs: number) {
     this.#producer = producer;
@@ -79,11 +82,16 @@ export class KafkaPath implements ActivationPublisher {
     return { ...this.#health };
   }
 
+  outages(): number {
+    return this.#outages;
+  }
+
   #mark(available: boolean, error?: string): void {
     if (available === this.#health.available) {
       if (error !== undefined) this.#health.lastError = error;
       return;
     }
+    if (!available) this.#outages++;
     this.#health = { available, since: Date.now(), ...(error !== undefined ? { lastError: error } : {}) };
     if (available) this.#logger.info('Kafka is reachable again: overflow to Kafka resumes');
     else this.#logger.warn({ error }, 'Kafka is unreachable: HTTP push goes on, activations that would overflow are refused (503)');

@@ -165,6 +165,8 @@ interface Entry {
    * must not keep HTTP push away from slots that free up meanwhile.
    */
   holdsSlot: boolean;
+  /** Sent through Kafka: the Kafka path's outage count then (see #force). */
+  kafkaOutages: number | undefined;
   actionKey: string;
   memoryMb: number;
   concurrency: number;
@@ -275,6 +277,7 @@ export class LoadBalancer {
       invoker: invoker.index,
       incarnation: invoker.health.incarnation,
       holdsSlot: !overflow,
+      kafkaOutages: useKafka ? (kafka?.outages?.() ?? 0) : undefined,
       actionKey,
       memoryMb: action.memoryMb,
       concurrency,
@@ -371,6 +374,7 @@ export class LoadBalancer {
     }
     this.#release(entry, ranOn);
     const isSystemError = ack.isSystemError ?? false;
+    this.#logger.debug({ activationId, invoker: `invoker${ranOn}`, isSystemError }, 'completed activation');
     this.#recordResult(ranOn, isSystemError ? 'systemError' : 'success', now, ranOn === entry.invoker ? entry.incarnation : undefined);
     if (!entry.answered) {
       entry.answered = true;
@@ -419,7 +423,11 @@ export class LoadBalancer {
     this.#release(entry, entry.invoker);
     // Upstream counts a forced completion as a timeout; a failed push is the
     // invoker failing, so it counts as a system error (the seed does that).
-    if (reason !== 'shutdown') this.#recordResult(entry.invoker, reason === 'timeout' ? 'timeout' : 'systemError', this.#now(), entry.incarnation);
+    // What Kafka did is not the invoker's doing: a failed publish, or a
+    // timeout of an activation that lived through a Kafka outage, is not counted.
+    if (reason !== 'shutdown' && !this.#kafkaToBlame(entry, reason)) {
+      this.#recordResult(entry.invoker, reason === 'timeout' ? 'timeout' : 'systemError', this.#now(), entry.incarnation);
+    }
     this.#logger.warn({ activationId: entry.activationId, invoker: `invoker${entry.invoker}`, reason, error }, 'forced completion of activation');
     this.#storeForcedRecord(entry, reason, error);
     if (!entry.answered) {
@@ -427,6 +435,13 @@ export class LoadBalancer {
       entry.resolve({ status: 'forced', activationId: entry.activationId, invoker: entry.invoker, reason, isSystemError: true, error });
     }
     this.#drainedCheck();
+  }
+
+  #kafkaToBlame(entry: Entry, reason: 'timeout' | 'failed'): boolean {
+    const kafka = this.#options.kafka;
+    if (entry.kafkaOutages === undefined || kafka === undefined) return false;
+    if (reason === 'failed') return true;
+    return kafka.available?.() === false || (kafka.outages?.() ?? 0) !== entry.kafkaOutages;
   }
 
   /**

@@ -79,7 +79,7 @@ async function main(config: ControllerConfig): Promise<void> {
     kafka: kafkaPath,
     invokerUrl: (index) => invokerUrlFor(config, index),
     logger,
-    forcedCompletion: { extraMs: config.forcedCompletionExtraMs },
+    forcedCompletion: { extraMs: config.forcedCompletionExtraMs, minTimeLimitMs: config.forcedCompletionMinMs },
   });
 
   const couch = new CouchServer({ url: config.couchdbUrl });

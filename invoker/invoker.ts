@@ -109,7 +109,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
 
   const docker = new Docker();
   const factory = new ContainerFactory({
-    invokerId: config.invokerId,
+    invokerId: config.containerOwner ?? config.invokerId,
     userMemoryMb: config.userMemoryMb,
     apiHost: config.apiHost,
     network: config.dockerNetwork,
@@ -221,16 +221,16 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
       }),
     ];
     if (kafka) {
-      const optional = config.readinessKafka === 'degraded';
-      const admin = kafkaAdmin;
+      // From the background probe, never a broker call on the request path:
+      // a hanging broker must not make the readiness probe itself time out.
       results.push(
         check(
           'kafka',
           async () => {
-            if (!kafkaJoined || admin === undefined) throw new Error(`starting: ${kafkaProblem ?? 'joining invoker topic group'}`);
-            await admin.describeCluster();
+            if (!kafkaJoined) throw new Error(`starting: ${kafkaProblem ?? 'joining the invoker topic\'s group'}`);
+            if (kafkaProblem !== undefined) throw new Error(kafkaProblem);
           },
-          optional,
+          config.readinessKafka === 'degraded',
         ),
       );
     }
@@ -282,6 +282,7 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
   );
   let stopping = false;
   let kafkaStarting: Promise<void> | undefined;
+  let kafkaProbe: NodeJS.Timeout | undefined;
   if (kafka) {
     kafkaStarting = (async () => {
       for (let attempt = 1; !stopping; attempt++) {
@@ -292,6 +293,15 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
           kafkaAdmin = admin;
           kafkaJoined = true;
           kafkaProblem = undefined;
+          kafkaProbe = setInterval(() => {
+            void check('kafka', () => admin.describeCluster()).then((result) => {
+              if (result.ok === (kafkaProblem === undefined)) return;
+              kafkaProblem = result.ok ? undefined : `the broker does not answer: ${result.detail ?? ''}`;
+              if (result.ok) logger.info('Kafka answers again');
+              else logger.warn({ problem: kafkaProblem }, 'Kafka does not answer: HTTP push goes on, the overflow waits');
+            });
+          }, HEALTH_CHECK_TIMEOUT_MS);
+          kafkaProbe.unref();
           logger.info({ attempt }, 'Kafka side started: consuming invoker topic, sending health pings');
           return;
         } catch (error) {
@@ -316,9 +326,11 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     kafkaStarted: () => kafkaStarting?.then(() => (kafkaJoined ? undefined : new Promise<void>(() => undefined))) ?? Promise.resolve(),
     shutdown() {
       stopping = true;
+      clearInterval(kafkaProbe);
       shutdown ??= (async () => {
         // A Kafka start under way finishes (or fails) first, so that what it started is stopped.
         await kafkaStarting;
+        clearInterval(kafkaProbe);
         await drain({ config, logger, admission, kafka, kafkaAdmin, core, http, writer, pool, factory, actionStore });
       })();
       return shutdown;

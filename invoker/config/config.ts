@@ -66,6 +66,7 @@ export const INVOKER_SETTINGS = {
   actionCacheSize: integer('INVOKER_ACTION_CACHE_SIZE', 'Actions kept in the LRU cache (keyed by id and revision).', 128, { min: 0 }),
   journalDir: text('INVOKER_JOURNAL_DIR', 'Directory of the activation-record journal (records wait here until CouchDB confirms them).', './.invoker-journal'),
 
+  containerOwner: optionalText('INVOKER_CONTAINER_OWNER', 'What action containers are labelled (`whisk.invoker`) and named (`wsk<owner>_...`) after, and what startup cleanup removes; default: the invoker id. Set it when invokers with the same id share one Docker engine (tests, several deployments).'),
   dockerNetwork: text('INVOKER_DOCKER_NETWORK', 'Docker network action containers join; the invoker must reach their addresses on it.', 'bridge'),
   dockerDnsServers: list('INVOKER_DOCKER_DNS_SERVERS', 'DNS servers for action containers, comma-separated.', ''),
   dockerDnsSearch: list('INVOKER_DOCKER_DNS_SEARCH', 'DNS search domains for action containers.', ''),

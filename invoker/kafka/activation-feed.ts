@@ -5,7 +5,9 @@
  * in this process.
  *
  * Flow control (upstream's maxPeek idea). Before each message the feed asks
- * `admission.freeSlots()`; with no free slot it holds the fetched batch and
+ * `admission.freeSlots()` (it may also always run `reservedSlots` of its own,
+ * default 1, so that HTTP push, which takes freed slots first, cannot starve
+ * the overflow); with no free slot it holds the fetched batch and
  * waits, without taking further messages, until `admission.onChange` fires or
  * one of its own activations ends (heartbeating meanwhile so the group does
  * not evict it). `freeSlots()` must therefore count an activation as soon as
@@ -98,6 +100,13 @@ export interface ActivationFeedOptions {
    */
   fromBeginning?: boolean;
   consumer?: FeedConsumerSettings;
+  /**
+   * Activations the feed may always have running, even when HTTP push fills
+   * the invoker (no free slot): the overflow in Kafka is never starved by a
+   * steady HTTP load, at the cost of that many activations waiting briefly
+   * in the pool's queue. Default 1.
+   */
+  reservedSlots?: number;
   /** Restarts after a crash kafkajs does not recover from itself. */
   restartBackoff?: { initialMs?: number; maxMs?: number };
   now?: () => number;
@@ -374,7 +383,7 @@ class KafkaActivationFeed implements ActivationFeed {
         this.setPaused(true);
         return false;
       }
-      if (admission.freeSlots() > 0) return true;
+      if (admission.freeSlots() > 0 || this.running < (this.options.reservedSlots ?? 1)) return true;
       // Commit what was handed over before waiting, however long the wait;
       // then look again, since capacity may have come back during the commit.
       if (await commit()) continue;

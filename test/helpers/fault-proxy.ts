@@ -137,8 +137,19 @@ export class PrivateKafka {
     readonly config: string,
   ) {}
 
-  /** Starts a broker of its own (about 10-20 s) behind a FaultProxy; clients use `brokers`. */
+  /** Starts a broker of its own (10-45 s on a busy machine) behind a FaultProxy; clients use `brokers`. */
   static async start(): Promise<PrivateKafka> {
+    const kafka = await PrivateKafka.prepare();
+    await kafka.formatAndStart();
+    return kafka;
+  }
+
+  /**
+   * The proxy (so `brokers` is known at once) and the configuration, without
+   * starting anything slow: start the broker with `formatAndStart()`, e.g.
+   * while the clients start up.
+   */
+  static async prepare(): Promise<PrivateKafka> {
     const brokerPort = await freeTcpPort();
     const controllerPort = await freeTcpPort();
     const proxy = await FaultProxy.start({ host: '127.0.0.1', port: brokerPort });
@@ -152,11 +163,13 @@ export class PrivateKafka {
       .replace(/^advertised\.listeners=.*$/m, `advertised.listeners=PLAINTEXT://127.0.0.1:${proxy.port}`);
     const config = join(dir, 'server.properties');
     writeFileSync(config, properties);
-    const kafka = new PrivateKafka(proxy, brokerPort, dir, config);
+    return new PrivateKafka(proxy, brokerPort, dir, config);
+  }
+
+  async formatAndStart(): Promise<void> {
     // A cluster id is 16 random bytes, base64url: what `StorageTool random-uuid` prints.
-    await kafka.#java(['kafka.tools.StorageTool', 'format', '-t', randomBytes(16).toString('base64url'), '-c', config]);
-    await kafka.start();
-    return kafka;
+    await this.#java(['kafka.tools.StorageTool', 'format', '-t', randomBytes(16).toString('base64url'), '-c', this.config]);
+    await this.start();
   }
 
   get brokers(): string[] {

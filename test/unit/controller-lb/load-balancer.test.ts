@@ -161,9 +161,9 @@ t.test('forced-completion timer: releases, fails the caller, counts a timeout; l
   const { logger, lines } = capturingLogger();
   const { pool, pusher, lb } = setup(t, { logger, forcedCompletion: { minTimeLimitMs: 10, extraMs: 10 } });
   const msg = message();
+  const started = Date.now();
   const published = lb.publish({ ...helloAction, timeoutMs: 5 }, msg); // max(5, 10) * 2 + 10 = 30 ms
   pusher.last().acknowledge();
-  const started = Date.now();
   const done = await published.completion;
   t.ok(Date.now() - started >= 25, 'not before the delay');
   t.match(done, { status: 'forced', reason: 'timeout', isSystemError: true, invoker: 0 });
@@ -324,4 +324,33 @@ t.test('results of activations sent to an earlier incarnation do not count again
   const current = Array.from({ length: 4 }, () => lb.publish({ ...helloAction, timeoutMs: 1 }, message()));
   for (const p of current) await p.completion;
   t.equal(pool.status(0, Date.now()), 'unresponsive', 'the current incarnation\'s are');
+});
+
+t.test('what Kafka does is not counted against the invoker: failed publishes, timeouts across a Kafka outage', async (t) => {
+  const publisher = Object.assign(new FakePublisher(), {
+    up: true,
+    count: 0,
+    available(this: { up: boolean }) {
+      return this.up;
+    },
+    outages(this: { count: number }) {
+      return this.count;
+    },
+  });
+  const { pool, lb } = setup(t, { kafka: publisher, invokerUrl: () => undefined, forcedCompletion: { minTimeLimitMs: 20, extraMs: 0 } });
+  const waiting = Array.from({ length: 5 }, () => lb.publish({ ...helloAction, memoryMb: 1, timeoutMs: 1 }, message()));
+  // Kafka goes away and comes back while they wait in the topic.
+  publisher.up = false;
+  publisher.count++;
+  publisher.up = true;
+  for (const p of waiting) t.match(await p.completion, { status: 'forced', reason: 'timeout' });
+  t.equal(pool.status(0, Date.now()), 'up', 'not unresponsive: Kafka lost them, not the invoker');
+
+  publisher.fail = new Error('broker down');
+  for (let i = 0; i < 5; i++) await lb.publish({ ...helloAction, memoryMb: 1, timeoutMs: 1 }, message()).completion;
+  t.equal(pool.status(0, Date.now()), 'up', 'failed publishes are not system errors of the invoker');
+
+  publisher.fail = undefined;
+  for (let i = 0; i < 4; i++) await lb.publish({ ...helloAction, memoryMb: 1, timeoutMs: 1 }, message()).completion;
+  t.equal(pool.status(0, Date.now()), 'unresponsive', 'timeouts without an outage still count');
 });

@@ -296,3 +296,19 @@ t.test('names upstream refuses, or that pick a reserved CouchDB id, are rejected
   t.same(stored.map((d) => d._id), [`guest/${badPath.activationId}`], 'a record only under a namespace that may start an id');
   await feed.stop();
 });
+
+t.test('HTTP push filling the invoker does not starve the overflow: one reserved slot for the feed', async (t) => {
+  const { consumers, core, feed } = setup(0); // no free slot at all: HTTP push holds them
+  await feed.start();
+  const p = pass([activationMessage('c0'), activationMessage('c0')].map(serializeActivationMessage));
+  const running = consumers[0]!.eachBatch!(p.payload);
+  await core.waitForCalls(1);
+  await sleep(100);
+  t.equal(core.calls.length, 1, 'one runs on the reserved slot, the next waits');
+  core.finishOldest(1);
+  await core.waitForCalls(2);
+  t.equal(core.calls.length, 2, 'the next one once the reserved slot is free again');
+  core.finishAll();
+  await feed.stop();
+  await running;
+});

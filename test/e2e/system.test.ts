@@ -1,0 +1,188 @@
+/**
+ * The whole system under load and faults: a real controller-lb and two real
+ * invokers (processes), real Docker, the CouchDB-compatible server (through a
+ * proxy this test cuts) and a Kafka broker of the test's own (behind a proxy
+ * it cuts). Each scenario runs a load, injects its fault part way through,
+ * and checks the accounting: every accepted activation (the controller handed
+ * out its id) has exactly one completion at the controller and exactly one
+ * stored record, none ran twice, and every record that is not a success is
+ * explained by the fault.
+ *
+ * Small on purpose (a few hundred activations, 2 shared cores, about 3-4
+ * minutes); `npm run e2e:load` runs the same with larger numbers and prints
+ * the accounting table.
+ */
+import t, { type Test } from 'tap';
+import {
+  ACTION_NO_VALID_RESPONSE_EXITED,
+  ACTION_NOT_FETCHED,
+  ACTION_NOT_INITIALIZED_EXITED,
+} from '../../protocol/index.js';
+import { kafkaLibs } from '../helpers/fault-proxy.js';
+import { Cluster, errorOf, forcedReason, formatAccounting, type Accounting, type LoadResult } from './cluster.js';
+
+const COUNT = Number(process.env.E2E_COUNT ?? 120);
+const CONCURRENCY = Number(process.env.E2E_CONCURRENCY ?? 12);
+const log = (line: string) => t.comment(line);
+// About 2.5 minutes on 2 shared cores; more on a busy machine.
+t.setTimeout(900_000);
+
+try {
+  kafkaLibs();
+} catch (error) {
+  t.plan(0, `needs Java and the Kafka jars of scripts/services.sh: ${(error as Error).message}`);
+  process.exit(0);
+}
+const cluster = await Cluster.start(t, { log });
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function check(t: Test, name: string, result: LoadResult, a: Accounting): void {
+  t.comment(formatAccounting(name, a));
+  t.ok(a.accepted > 0, 'activations were accepted');
+  t.same(a.missingCompletions, [], 'every accepted activation completed at the controller');
+  t.same(a.duplicateCompletions, [], 'exactly once');
+  t.same(a.missingRecords, [], 'every accepted activation has its record');
+  t.equal(a.records, a.accepted, 'accepted = stored records');
+  t.equal(a.completions, a.accepted, 'accepted = completions');
+  t.same(a.duplicateRuns, [], 'no activation ran twice');
+  t.same(a.unexplained, [], 'every error is explained by the fault');
+  const failed = result.calls.filter((c) => c.status === 0);
+  t.same(failed.map((c) => c.body), [], 'the controller answered every call');
+  t.equal(result.faultError, undefined, 'the fault was injected');
+}
+
+const forcedOnly = (record: Record<string, unknown>) => forcedReason(record);
+
+t.test('mixed load, overflow through Kafka: no errors at all', async (t) => {
+  await cluster.waitInvokersUp(90_000);
+  const result = await cluster.load({ count: COUNT, concurrency: CONCURRENCY + 4 });
+  await cluster.settle(result.accepted);
+  const a = await cluster.account(result, () => undefined);
+  check(t, 'mixed load', result, a);
+  t.equal(a.refused, 0, 'nothing refused');
+  t.ok(a.kafka > 0, `some activations overflowed to Kafka (${a.kafka})`);
+  t.ok(a.http > a.kafka, 'most went by HTTP push');
+});
+
+t.test('kill -9 of one invoker mid-load, restarted with the same id and journal', async (t) => {
+  await cluster.waitInvokersUp(90_000);
+  const result = await cluster.load({
+    count: COUNT,
+    concurrency: CONCURRENCY,
+    sleepMs: 400,
+    fault: {
+      at: 0.3,
+      inject: async () => {
+        await cluster.killInvoker(1);
+        await sleep(5_000);
+        cluster.startInvoker(1);
+        await cluster.waitInvokerReady(1);
+      },
+    },
+  });
+  await cluster.waitInvokersUp();
+  // Activations the killed run had taken from Kafka are forced when the timer runs out.
+  await cluster.settle(result.accepted);
+  const a = await cluster.account(result, forcedOnly);
+  check(t, 'kill -9 invoker1', result, a);
+  t.ok(a.forcedCompletions > 0, 'the killed invoker\'s activations were force-completed');
+  t.same(
+    result.calls.filter((c) => c.activationId === undefined && c.status !== 503),
+    [],
+    'a refusal is a 503',
+  );
+});
+
+t.test('Kafka cut mid-load: HTTP push goes on, overflow gets 503 + Retry-After, nothing accepted is lost', async (t) => {
+  await cluster.waitInvokersUp(90_000);
+  let degraded = false;
+  let cutAt = Infinity;
+  let restoredAt = Infinity;
+  // Mostly non-blocking at a steady rate above HTTP capacity, so that there is overflow all along.
+  const result = await cluster.load({
+    count: COUNT * 2,
+    concurrency: CONCURRENCY,
+    blockingShare: 0.25,
+    callIntervalMs: 500,
+    sleepMs: 400,
+    fault: {
+      at: 0.2,
+      inject: async () => {
+        await cluster.kafka.proxy.cut();
+        cutAt = Date.now();
+        const until = Date.now() + 6_000;
+        while (Date.now() < until) {
+          if ((await cluster.controllerHealth())['status'] === 'degraded') degraded = true;
+          await sleep(500);
+        }
+        await cluster.kafka.proxy.restore();
+        restoredAt = Date.now();
+      },
+    },
+  });
+  await cluster.settle(result.accepted, 120_000);
+  const a = await cluster.account(result, forcedOnly);
+  check(t, 'Kafka cut for 6 s', result, a);
+  t.ok(degraded, 'the controller said the Kafka path was degraded');
+  const refused = result.calls.filter((c) => c.activationId === undefined);
+  t.ok(refused.length > 0, `overflow was refused while Kafka was cut (${refused.length})`);
+  t.same(
+    refused.filter((c) => c.status !== 503 || c.retryAfter === undefined).map((c) => `${c.status} ${c.body}`),
+    [],
+    'every refusal is a 503 with Retry-After',
+  );
+  const during = result.calls.filter((c) => c.startedAt > cutAt + 2_500 && c.startedAt < restoredAt && c.activationId !== undefined);
+  t.ok(
+    during.some((c) => c.status === 200 || c.status === 202),
+    `HTTP push went on during the outage (${during.length} accepted in it)`,
+  );
+  t.notOk(refused.some((c) => /No invokers available/.test(c.body)), 'the invokers stayed up');
+});
+
+t.test('CouchDB cut mid-load: records wait in the journals, nothing accepted is lost', async (t) => {
+  await cluster.waitInvokersUp(90_000);
+  const result = await cluster.load({
+    count: COUNT,
+    concurrency: CONCURRENCY,
+    fault: {
+      at: 0.3,
+      inject: async () => {
+        await cluster.couch.cut();
+        await sleep(6_000);
+        await cluster.couch.restore();
+      },
+    },
+  });
+  await cluster.waitInvokersUp(120_000);
+  await cluster.settle(result.accepted, 120_000);
+  const a = await cluster.account(result, (record) => forcedReason(record) ?? (errorOf(record) === ACTION_NOT_FETCHED ? 'action not fetched' : undefined));
+  check(t, 'CouchDB cut for 6 s', result, a);
+  const refused = result.calls.filter((c) => c.activationId === undefined);
+  t.ok(refused.every((c) => c.status === 502 || c.status === 503), 'refused without an id: the action could not be read, or no invoker was ready');
+});
+
+t.test('docker kill of one invoker\'s containers mid-load', async (t) => {
+  await cluster.waitInvokersUp(90_000);
+  let killed = 0;
+  const result = await cluster.load({
+    count: COUNT,
+    concurrency: CONCURRENCY,
+    sleepMs: 500,
+    fault: {
+      at: 0.4,
+      inject: async () => {
+        killed = await cluster.killContainers(0);
+      },
+    },
+  });
+  await cluster.settle(result.accepted);
+  const a = await cluster.account(result, (record) => {
+    const error = errorOf(record);
+    if (error === ACTION_NO_VALID_RESPONSE_EXITED || error === ACTION_NOT_INITIALIZED_EXITED) return 'container killed';
+    return forcedReason(record);
+  });
+  check(t, 'docker kill of invoker0\'s containers', result, a);
+  t.ok(killed > 0, `${killed} containers killed`);
+  t.equal(a.refused, 0);
+});
