@@ -30,7 +30,7 @@ import { ContainerPool, type PoolSnapshot } from './pool/container-pool.js';
 import { defaultRuntimeManifest, parseRuntimeManifest, type RuntimeManifest } from './runtime-manifest.js';
 import { ActionStore } from './store/action-store.js';
 import { ActivationWriter } from './store/activation-writer.js';
-import type { Logger } from './telemetry/logger.js';
+import { wideEventLogger, type Logger } from './telemetry/logger.js';
 import { InvokerMetrics } from './telemetry/metrics.js';
 import { defaultTracer } from './telemetry/tracing.js';
 import { dockerContainerProvider } from './wiring/container-provider.js';
@@ -182,7 +182,8 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     payloadLimitBytes: config.payloadLimitBytes,
     metrics,
     tracer: options.tracer ?? defaultTracer(),
-    logger: logger.child({ component: 'activation' }),
+    // The wide event only: fields the core builds, so no wildcard redaction (telemetry/logger.ts).
+    logger: wideEventLogger(logger, { component: 'activation' }),
   });
   const admission = new InvokerAdmission(config.userMemoryMb, () => core.inFlight());
   // One id runs once, whether it comes over HTTP, Kafka, or both.

@@ -32,6 +32,27 @@ export const REDACTED_PATHS = [
 ];
 
 /**
+ * For the per-activation wide event ("activation finished"), logged once per
+ * activation. Its fields are built by the invoker itself - ids, names,
+ * timings, flags, error texts and the allowlisted request tags - never a
+ * message, identity or headers object, so it cannot carry a secret at depth.
+ * The wildcard paths above make pino walk every field of every line they
+ * apply to; on the wide event that walk is pure cost on the hot path.
+ * These paths are top-level only (a property check each), kept as a guard in
+ * case a secret-named key is ever added to the event.
+ */
+export const WIDE_EVENT_REDACTED_PATHS = ['authkey', 'api_key', 'password', 'token', 'content', 'headers.authorization', 'user', 'message'];
+
+/**
+ * A child of `logger` for the wide event: same destination and level, the
+ * cheap top-level redaction of WIDE_EVENT_REDACTED_PATHS instead of the
+ * wildcard one. Use it only for objects whose fields the invoker builds.
+ */
+export function wideEventLogger(logger: Logger, bindings: Record<string, unknown>): Logger {
+  return logger.child(bindings, { redact: { paths: WIDE_EVENT_REDACTED_PATHS, censor: '[redacted]' } });
+}
+
+/**
  * Without a destination, lines go to stdout asynchronously (pino's
  * SonicBoom with `sync: false`): the write happens off the event loop, and
  * lines logged while one is in flight go out together in the next write, so

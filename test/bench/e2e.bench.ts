@@ -38,7 +38,9 @@ import { Pool } from 'undici';
 import {
   generateActivationId,
   generateTransactionId,
+  RawJson,
   serializeActivationMessage,
+  type JsonValue,
   type ActivationMessage,
 } from '../../protocol/index.js';
 import { freePort, InvokerTestbed, sleep } from '../helpers/invoker-harness.js';
@@ -165,6 +167,8 @@ async function runKafka(job: Extract<LoadJob, { mode: 'kafka' }>): Promise<LoadR
 
 if (process.argv[2] === 'client') {
   const job = JSON.parse(process.argv[3] as string) as LoadJob;
+  // argv carries the message as JSON, where RawJson's toJSON wrote `content` as its value: make it RawJson again.
+  if (job.message?.content !== undefined) job.message.content = RawJson.of(job.message.content as unknown as JsonValue);
   const result = job.mode === 'http' ? await runHttp(job) : await runKafka(job);
   process.stdout.write(JSON.stringify(result));
   process.exit(0);
