@@ -446,11 +446,12 @@ try {
   const rssAfterLoad = rssMb(pid);
 
   // ---- 2. Kafka path
-  const kafkaTopic = `invoker${bed.invokerId}`;
+  // Under the invoker's topic prefix (the testbed gives each process its own).
+  const kafkaTopic = `${bed.topicPrefix}invoker${bed.invokerId}`;
   for (const concurrency of KAFKA_CONCURRENCIES) {
     const before = cpuMs(pid);
     const requests = Math.min(WARM_REQUESTS, concurrency === 1 ? 300 : 1000);
-    const r = await load({ mode: 'kafka', brokers: kafkaBrokers, topic: kafkaTopic, completedTopic: `completed${controller}`, message: warm, requests, concurrency, deadlineMs: 120_000 });
+    const r = await load({ mode: 'kafka', brokers: kafkaBrokers, topic: kafkaTopic, completedTopic: `${bed.topicPrefix}completed${controller}`, message: warm, requests, concurrency, deadlineMs: 120_000 });
     const cpu = cpuMs(pid) - before;
     const s = stats(r.latenciesMs);
     const httpRow = rows.find((x) => x.transport === 'invoker HTTP push' && x.concurrency === concurrency);
