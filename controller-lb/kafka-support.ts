@@ -5,6 +5,7 @@
  */
 import { logLevel, type Consumer, type Kafka, type logCreator } from 'kafkajs';
 import type { Logger } from '../invoker/telemetry/logger.js';
+import { createTopicsRetrying } from '../invoker/kafka/topics.js';
 
 /** kafkajs log lines as pino lines (kafkajs' own format is unstructured text). */
 export function kafkaLogCreator(logger: Logger): logCreator {
@@ -29,7 +30,7 @@ export async function ensureTopic(kafka: Kafka, topic: string): Promise<void> {
     await admin.connect();
     const existing = await admin.listTopics();
     if (!existing.includes(topic)) {
-      await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+      await createTopicsRetrying(admin, { topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
     }
   } catch (error) {
     // Two controllers may race to create it; that one exists is all we need.

@@ -145,7 +145,7 @@ export function createTopicManager(options: TopicManagerOptions): TopicManager {
     const a = await connected();
     try {
       // createTopics resolves false when the topic exists (its settings are left as they are).
-      const created = await a.createTopics({
+      const created = await createTopicsRetrying(a, {
         waitForLeaders: true,
         topics: [
           {
@@ -217,4 +217,28 @@ export function describeKafkaError(error: unknown): string {
   const type = (error as { type?: unknown }).type;
   if (typeof type === 'string' && !error.message.includes(type)) parts.push(type);
   return parts.join('; ');
+}
+
+/**
+ * `admin.createTopics`, retried while the broker answers with a retriable
+ * error. A broker that has just started (or just created another topic)
+ * answers the leader wait with UNKNOWN_TOPIC_OR_PARTITION for a moment, which
+ * kafkajs's own retries do not always outlast; giving up then would stop an
+ * invoker or controller at startup for a passing state of the broker.
+ */
+export async function createTopicsRetrying(
+  admin: Pick<Admin, 'createTopics'>,
+  args: Parameters<Admin['createTopics']>[0],
+  options: { attempts?: number; delayMs?: number } = {},
+): Promise<boolean> {
+  const attempts = options.attempts ?? 10;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await admin.createTopics(args);
+    } catch (error) {
+      const retriable = (error as { retriable?: boolean }).retriable === true || /does not host this topic-partition/i.test((error as Error).message);
+      if (!retriable || attempt >= attempts) throw error;
+      await new Promise((resolve) => setTimeout(resolve, options.delayMs ?? 500));
+    }
+  }
 }
