@@ -12,8 +12,11 @@
  * to a connection that is still open at that moment, after the whole body
  * was read, parsed, its names validated, and its activation id claimed (not
  * running here, not finished recently). A connection that is already gone
- * at that point runs nothing: the client dropped after sending, or bytes
- * after the body made node answer `400` and close the connection.
+ * at that point runs nothing: the client's reset arrived first, or bytes
+ * after the body made node answer `400` and close the connection. A client
+ * that only half-closed (FIN) after a complete request still reads the
+ * `200`; one that dropped the socket looks the same until its reset comes,
+ * so it may have its activation run without seeing the acknowledgement.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
