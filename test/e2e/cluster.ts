@@ -25,6 +25,9 @@ import { createInterface } from 'node:readline';
 import Dockerode from 'dockerode';
 import { Agent, request } from 'undici';
 import { ANNOTATION_FORCED_COMPLETION } from '../../protocol/index.js';
+import { CouchServer } from '../../controller-lb/couch-db.js';
+import { runIdentityCommand } from '../../controller-lb/identity.js';
+import { GUEST_API_KEY } from '../helpers/controller-harness.js';
 import { testEnvironment, uniqueName } from '../helpers/env.js';
 import { FaultProxy, freeTcpPort, PrivateKafka } from '../helpers/fault-proxy.js';
 
@@ -170,6 +173,8 @@ export class Cluster {
   readonly docker = new Dockerode();
   readonly agent = new Agent({ connections: 64, headersTimeout: 120_000, bodyTimeout: 120_000 });
   readonly whisksDb = uniqueName('e2e-whisks');
+  /** The controller's identities: upstream's guest, created as an operator would (the identity CLI). */
+  readonly subjectsDb = uniqueName('e2e-subjects');
   readonly activationsDb = uniqueName('e2e-activations');
   readonly controllerId = uniqueName('e2e').replace(/[^a-zA-Z0-9._-]/g, '-');
   readonly owner = uniqueName('e2e').replace(/[^a-zA-Z0-9_.-]/g, '-');
@@ -225,7 +230,10 @@ export class Cluster {
     // The broker (Java) starts while the invokers do: they are ready for HTTP before Kafka answers.
     const broker = this.kafka.formatAndStart().then(() => this.log(`private Kafka up after ${Date.now() - started} ms`));
     broker.catch(() => undefined);
-    for (const db of [this.whisksDb, this.activationsDb]) await this.#couch('PUT', `/${db}`);
+    for (const db of [this.whisksDb, this.activationsDb, this.subjectsDb]) await this.#couch('PUT', `/${db}`);
+    const couch = new CouchServer({ url: this.env.couchdbUrl });
+    const created = await runIdentityCommand(couch.db(this.subjectsDb), ['create', 'guest']).finally(() => couch.close());
+    if (created.code !== 0) throw new Error(`creating the guest identity: ${created.out}`);
     await this.putAction('sleep', SLEEP_ACTION);
     this.controllerPort = await freeTcpPort();
     this.invokerPorts = await Promise.all(Array.from({ length: this.invokerCount }, () => freeTcpPort()));
@@ -308,6 +316,7 @@ export class Cluster {
       COUCHDB_URL: this.couchUrlForProcesses,
       COUCHDB_WHISKS_DB: this.whisksDb,
       COUCHDB_ACTIVATIONS_DB: this.activationsDb,
+      COUCHDB_SUBJECTS_DB: this.subjectsDb,
       CONTROLLER_JOURNAL_DIR: join(this.dir, 'journal-controller'),
       CONTROLLER_BLOCKING_TIMEOUT_MS: '60000',
       CONTROLLER_FORCED_COMPLETION_MIN_MS: String(this.options.forcedMinMs ?? 15_000),
@@ -382,7 +391,7 @@ export class Cluster {
     try {
       const response = await request(`${this.controllerUrl}/api/v1/namespaces/guest/actions/sleep?blocking=${blocking}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(GUEST_API_KEY).toString('base64')}` },
         body: JSON.stringify(params),
         dispatcher: this.agent,
       });
@@ -533,7 +542,7 @@ export class Cluster {
     }
     await this.kafka?.destroy().catch(() => undefined);
     await this.couch?.close().catch(() => undefined);
-    for (const db of [this.whisksDb, this.activationsDb]) await this.#couch('DELETE', `/${db}`).catch(() => undefined);
+    for (const db of [this.whisksDb, this.activationsDb, this.subjectsDb]) await this.#couch('DELETE', `/${db}`).catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
