@@ -216,10 +216,18 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
         if (!started) throw new Error('still starting');
       }),
       check('docker', () => docker.ping()),
-      check('store', async () => {
-        const health = writer.health();
-        if (!health.healthy) throw new Error(health.lastError ?? 'not yet connected');
-      }),
+      // Optional: while CouchDB is down records wait in the journal and known
+      // actions come from the cache, so the invoker still takes HTTP work;
+      // failing readiness here would take every invoker out of rotation at
+      // the controller for a store outage (it says `degraded` instead).
+      check(
+        'store',
+        async () => {
+          const health = writer.health();
+          if (!health.healthy) throw new Error(health.lastError ?? 'not yet connected');
+        },
+        true,
+      ),
     ];
     if (kafka) {
       // From the background probe, never a broker call on the request path:
