@@ -69,6 +69,8 @@ t.test('mixed load, overflow through Kafka: no errors at all', { skip }, async (
 
 t.test('kill -9 of one invoker mid-load, restarted with the same id and journal', { skip }, async (t) => {
   await cluster.waitInvokersUp(90_000);
+  let readyBody = '';
+  let readyMs = 0;
   const result = await cluster.load({
     count: COUNT,
     concurrency: CONCURRENCY,
@@ -78,8 +80,11 @@ t.test('kill -9 of one invoker mid-load, restarted with the same id and journal'
       inject: async () => {
         await cluster.killInvoker(1);
         await sleep(5_000);
+        const restarted = Date.now();
         cluster.startInvoker(1);
         await cluster.waitInvokerReady(1);
+        readyMs = Date.now() - restarted;
+        readyBody = await (await fetch(`${cluster.invokerUrl(1)}/health/ready`)).text();
       },
     },
   });
@@ -89,6 +94,9 @@ t.test('kill -9 of one invoker mid-load, restarted with the same id and journal'
   const a = await cluster.account(result, forcedOnly);
   check(t, 'kill -9 invoker1', result, a);
   t.ok(a.forcedCompletions > 0, 'the killed invoker\'s activations were force-completed');
+  t.comment(`invoker1 was ready for HTTP ${readyMs} ms after its restart: ${readyBody}`);
+  t.match(readyBody, /"degraded":\["kafka"\]/, 'ready for HTTP push before its Kafka group join ended');
+  t.equal((await cluster.statuses())['invoker1'], 'up', 'not demoted by the timeouts of what its previous run lost');
   t.same(
     result.calls.filter((c) => c.activationId === undefined && c.status !== 503),
     [],
