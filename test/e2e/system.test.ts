@@ -115,7 +115,8 @@ t.test('Kafka cut mid-load: HTTP push goes on, overflow gets 503 + Retry-After, 
   const result = await cluster.load({
     count: COUNT * 2,
     concurrency: 0,
-    ratePerSecond: 24,
+    // About 1.3 times what the HTTP slots take (2 invokers, a slot per 128 MB, ~0.45 s each).
+    ratePerSecond: 3 * 2 * Math.floor(invokerMemoryMb / 128),
     blockingShare: 0,
     sleepMs: 400,
     fault: {
