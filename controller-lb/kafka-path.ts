@@ -23,7 +23,7 @@ export interface KafkaPathOptions {
   topicPrefix?: string;
   /** For tests on fresh topics; see startValueConsumer. */
   fromBeginning?: boolean;
-  /** How often the broker is probed (metadata request), default 2 s; each probe may take as long. */
+  /** How often the broker is probed (metadata request), default 1 s; each probe may take as long. */
   probeIntervalMs?: number;
 }
 
@@ -45,8 +45,7 @@ export interface ActivationPublisher {
 }
 
 /**
- * Whether Kafka answers is known from a metadata probe every couple of
- * seconds (and from publishes: a failed one marks it unreachable at once, a
+ * Whether Kafka answers is known from a metadata probe every second (and from publishes: a failed one marks it unreachable at once, a
  * successful one reachable). While unreachable, the balancer refuses what
  * would go to Kafka (503 + Retry-After) instead of waiting on the producer's
  * retries; HTTP push is not affected.
@@ -162,10 +161,15 @@ export class KafkaPath implements ActivationPublisher {
     // No retries of its own: a probe says how Kafka is now.
     const admin = kafka.admin({ retry: { retries: 0 } });
     await admin.connect().catch((error: unknown) => logger.warn({ error: (error as Error).message }, 'connecting the Kafka probe'));
-    return new KafkaPath(producer, consumer, admin, logger, names, options.probeIntervalMs ?? 2_000);
+    return new KafkaPath(producer, consumer, admin, logger, names, options.probeIntervalMs ?? 1_000);
   }
 
-  /** Resolves once all in-sync replicas have the message (acks -1): the Kafka equivalent of the HTTP ack. */
+  /**
+   * Resolves once all in-sync replicas have the message (acks -1): the Kafka
+   * equivalent of the HTTP ack. One under way when Kafka goes away waits for
+   * the producer's retries: it is acknowledged once Kafka is back within
+   * them, or fails (a forced completion).
+   */
   async publish(invoker: InvokerInstanceId, msg: ActivationMessage): Promise<void> {
     const topic = this.#names.invoker(invoker);
     try {

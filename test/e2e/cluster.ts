@@ -129,6 +129,12 @@ export interface LoadOptions {
   sleepMs?: number;
   /** Each caller starts at most one call per this many ms (default: back to back). */
   callIntervalMs?: number;
+  /**
+   * Open loop instead of callers: this many calls per second, whatever the
+   * answers (a caller stuck on one call does not slow the offered load).
+   * `concurrency` is then ignored.
+   */
+  ratePerSecond?: number;
   /** Injects a fault when this share of the calls has been sent; the load goes on meanwhile. */
   fault?: { at: number; inject: () => Promise<void> };
 }
@@ -436,7 +442,23 @@ export class Cluster {
         if (rest > 0) await sleep(rest);
       }
     };
-    await Promise.all(Array.from({ length: options.concurrency }, () => worker()));
+    if (options.ratePerSecond !== undefined) {
+      const pending: Array<Promise<void>> = [];
+      const started = Date.now();
+      for (let index = 0; index < options.count; index++) {
+        const due = started + (index * 1000) / options.ratePerSecond;
+        if (due > Date.now()) await sleep(due - Date.now());
+        if (options.fault !== undefined && fault === undefined && index >= Math.floor(options.count * options.fault.at)) {
+          this.log(`injecting the fault at call ${index} of ${options.count}`);
+          fault = options.fault.inject().catch((error: unknown) => void (faultError = error));
+        }
+        const blocking = Math.floor((index + 1) * blockingShare) > Math.floor(index * blockingShare);
+        pending.push(this.invoke(index, blocking, { i: index, ms: options.sleepMs ?? 200 }).then((call) => void calls.push(call)));
+      }
+      await Promise.all(pending);
+    } else {
+      await Promise.all(Array.from({ length: options.concurrency }, () => worker()));
+    }
     await fault;
     calls.sort((a, b) => a.index - b.index);
     return { calls, accepted: calls.flatMap((c) => (c.activationId === undefined ? [] : [c.activationId])), faultError };

@@ -168,7 +168,8 @@ export class PrivateKafka {
 
   async formatAndStart(): Promise<void> {
     // A cluster id is 16 random bytes, base64url: what `StorageTool random-uuid` prints.
-    await this.#java(['kafka.tools.StorageTool', 'format', '-t', randomBytes(16).toString('base64url'), '-c', this.config]);
+    // (`=`: an id may start with `-`, which would read as an option.)
+    await this.#java(['kafka.tools.StorageTool', 'format', `--cluster-id=${randomBytes(16).toString('base64url')}`, '-c', this.config]);
     await this.start();
   }
 
