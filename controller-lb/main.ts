@@ -19,6 +19,7 @@ import { kafkaLogCreator } from './kafka-support.js';
 import { LoadBalancer } from './load-balancer.js';
 import { PushClient } from './push-client.js';
 import { ActivationWriter } from '../invoker/store/activation-writer.js';
+import { fixKafkajsRequestQueue } from '../invoker/kafka/request-queue-fix.js';
 
 async function main(config: ControllerConfig): Promise<void> {
   const logger = createLogger({ level: config.logLevel, base: { component: 'controller', controller: config.controllerId } });
@@ -40,6 +41,8 @@ async function main(config: ControllerConfig): Promise<void> {
   let kafkaPath: KafkaPath | undefined;
   const monitors: HealthMonitor[] = [];
   if (config.kafkaBrokers !== undefined) {
+    // kafkajs's idle 1 ms timer loop (invoker/kafka/request-queue-fix.ts).
+    fixKafkajsRequestQueue();
     const kafka = new Kafka({
       clientId: `controller${config.controllerId}`,
       brokers: config.kafkaBrokers,

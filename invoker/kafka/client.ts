@@ -5,6 +5,7 @@
  */
 import { Kafka, logLevel, type KafkaConfig, type LogEntry, type logCreator } from 'kafkajs';
 import type { Logger } from '../telemetry/logger.js';
+import { fixKafkajsRequestQueue } from './request-queue-fix.js';
 
 export interface KafkaClientOptions {
   brokers: string[];
@@ -16,6 +17,7 @@ export interface KafkaClientOptions {
 }
 
 export function createKafkaClient(options: KafkaClientOptions): Kafka {
+  fixKafkajsRequestQueue();
   return new Kafka({
     connectionTimeout: 3000,
     requestTimeout: 30_000,

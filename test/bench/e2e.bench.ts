@@ -25,6 +25,8 @@
  * BENCH_CPU_PROF=1 writes a V8 CPU profile of the invoker to
  * .cache/bench/profiles/ (open it in Chrome DevTools, or summarise it with
  * `node scripts/cpu-profile-top.mjs <file>`).
+ * BENCH_PHASES (http,kafka,cold,rss) and BENCH_CONCURRENCIES (1,4,16) narrow
+ * a run, e.g. to profile one path.
  * Bounded: BENCH_WARM_REQUESTS per round (2,000), BENCH_ROUNDS (3), BENCH_COLD
  * (10) cold starts; every wait has a deadline.
  */
@@ -226,7 +228,10 @@ const WARM_REQUESTS = Number(process.env.BENCH_WARM_REQUESTS ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const COLD = Number(process.env.BENCH_COLD ?? 10);
 const WARM_CONTAINERS = Number(process.env.BENCH_WARM_CONTAINERS ?? 200);
-const CONCURRENCIES = [1, 4, 16];
+/** Which parts run (comma-separated; all by default): focus a profile on one path. */
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'http,kafka,cold,rss').split(',').map((p) => p.trim()));
+const IDLE_SECONDS = 5;
+const CONCURRENCIES = (process.env.BENCH_CONCURRENCIES ?? '1,4,16').split(',').map(Number);
 const KAFKA_CONCURRENCIES = [1, 16];
 const ACTION_MB = 128;
 
@@ -339,7 +344,7 @@ function svg(rows: Row[]): string {
     const h = 220;
     const max = Math.max(...rows.map(value), 1e-9) * 1.1;
     const xs = CONCURRENCIES;
-    const px = (c: number): number => x0 + 40 + (xs.indexOf(c) / (xs.length - 1)) * (w - 60);
+    const px = (c: number): number => x0 + 40 + (xs.indexOf(c) / Math.max(1, xs.length - 1)) * (w - 60);
     const py = (v: number): number => 30 + h - (v / max) * h;
     let out = `<text x="${x0 + 40}" y="18" font-size="13">${title}</text>`;
     out += `<line x1="${x0 + 40}" y1="${30 + h}" x2="${x0 + w - 20}" y2="${30 + h}" stroke="#888"/>`;
@@ -369,7 +374,12 @@ try {
   const { pid, origin } = await startInvoker();
   await sleep(1000);
   const rssIdle = rssMb(pid);
-  console.log(`invoker pid ${pid} (node ${process.version}, compiled dist/), idle RSS ${f(rssIdle, 1)} MB`);
+  // What the invoker spends with nothing to do (Kafka fetch loop, pings,
+  // probes, timers): at low rates it is a large part of CPU per activation.
+  const idleBefore = cpuMs(pid);
+  await sleep(IDLE_SECONDS * 1000);
+  const idleCpuMsPerSecond = (cpuMs(pid) - idleBefore) / IDLE_SECONDS;
+  console.log(`invoker pid ${pid} (node ${process.version}, compiled dist/), idle RSS ${f(rssIdle, 1)} MB, idle CPU ${f(idleCpuMsPerSecond, 1)} ms/s`);
 
   // ---- 1. warm, HTTP push vs direct /run
   const { rev } = await bed.putAction({ name: 'warm', code: CODE, limits: { memory: ACTION_MB, concurrency: 1 } });
@@ -391,7 +401,7 @@ try {
   for (let i = 1; i < Math.max(...CONCURRENCIES); i++) directOrigins.push((await engineColdStart()).ip);
 
   const rows: Row[] = [];
-  for (const concurrency of CONCURRENCIES) {
+  for (const concurrency of PHASES.has('http') ? CONCURRENCIES : []) {
     const directSamples: number[] = [];
     const invokerSamples: number[] = [];
     let directWall = 0;
@@ -448,7 +458,7 @@ try {
   // ---- 2. Kafka path
   // Under the invoker's topic prefix (the testbed gives each process its own).
   const kafkaTopic = `${bed.topicPrefix}invoker${bed.invokerId}`;
-  for (const concurrency of KAFKA_CONCURRENCIES) {
+  for (const concurrency of PHASES.has('kafka') ? KAFKA_CONCURRENCIES : []) {
     const before = cpuMs(pid);
     const requests = Math.min(WARM_REQUESTS, concurrency === 1 ? 300 : 1000);
     const r = await load({ mode: 'kafka', brokers: kafkaBrokers, topic: kafkaTopic, completedTopic: `${bed.topicPrefix}completed${controller}`, message: warm, requests, concurrency, deadlineMs: 120_000 });
@@ -473,7 +483,7 @@ try {
   const coldInvoker: number[] = [];
   const coldEngine: number[] = [];
   let coldCpu = 0;
-  for (let k = 0; k < COLD; k++) {
+  for (let k = 0; k < (PHASES.has('cold') ? COLD : 0); k++) {
     const name = `cold${k}`;
     const cold = await bed.putAction({ name, code: CODE, limits: { memory: ACTION_MB } });
     const viaInvoker = async (): Promise<void> => {
@@ -507,7 +517,7 @@ try {
   // ---- 4. RSS with many warm containers
   let rssWarm = NaN;
   let warmCount = 0;
-  if (WARM_CONTAINERS > 0) {
+  if (WARM_CONTAINERS > 0 && PHASES.has('rss')) {
     const names: Array<{ name: string; rev: string }> = [];
     for (let k = 0; k < WARM_CONTAINERS; k++) {
       const name = `many${k}`;
@@ -541,6 +551,7 @@ try {
   }
   md.push('');
   md.push(`Cold start (${COLD} each, interleaved): invoker p50 ${f(ci.p50, 1)} ms, engine create+start+ready+/init p50 ${f(ce.p50, 1)} ms, overhead p50 +${f(ci.p50 - ce.p50, 1)} ms (ratio ${f(ci.p50 / ce.p50)}x); invoker CPU per cold activation ${f(coldCpu / COLD, 1)} ms`);
+  md.push(`Idle: ${f(idleCpuMsPerSecond, 1)} ms of CPU per second with nothing to do (measured over ${IDLE_SECONDS} s after startup)`);
   md.push(`RSS: idle ${f(rssIdle, 1)} MB, after load ${f(rssAfterLoad, 1)} MB, with ${warmCount} warm ${ACTION_MB} MB containers ${f(rssWarm, 1)} MB`);
   const text = md.join('\n');
   console.log(text);
@@ -549,7 +560,7 @@ try {
   writeFileSync(join(outDir, 'e2e.md'), `${text}\n`);
   writeFileSync(
     join(outDir, 'e2e.json'),
-    `${JSON.stringify({ node: process.version, at: new Date().toISOString(), rows, cold: { invoker: ci, engine: ce, cpuMsPerActivation: coldCpu / COLD }, rss: { idle: rssIdle, afterLoad: rssAfterLoad, warm: rssWarm, warmContainers: warmCount } }, null, 2)}\n`,
+    `${JSON.stringify({ node: process.version, at: new Date().toISOString(), rows, cold: { invoker: ci, engine: ce, cpuMsPerActivation: coldCpu / COLD }, idleCpuMsPerSecond, rss: { idle: rssIdle, afterLoad: rssAfterLoad, warm: rssWarm, warmContainers: warmCount } }, null, 2)}\n`,
   );
   writeFileSync(join(outDir, 'e2e.svg'), svg(rows));
   console.log('written: .cache/bench/e2e.json, e2e.md, e2e.svg');
