@@ -5,7 +5,6 @@
  */
 import type { Tracer } from '@opentelemetry/api';
 import Docker from 'dockerode';
-import type { Admin } from 'kafkajs';
 import { hostname } from 'node:os';
 import {
   isForcedRecord,
@@ -20,12 +19,13 @@ import { describeSettings } from './config/env-schema.js';
 import { INVOKER_SETTINGS } from './config/config.js';
 import { ActionContainer, ContainerFactory } from './docker/index.js';
 import { createInvokerHttpServer, type InvokerHttpServer } from './http/server.js';
-import type { HealthCheckResult } from './http/ops-routes.js';
+import { createReadiness } from './health/readiness.js';
 import type { ActivationHandler } from './invocation/activation-handler.js';
-import { InvokerAdmission } from './invocation/admission.js';
+import { admissionControls, InvokerAdmission } from './invocation/admission.js';
 import { ActivationIds } from './invocation/activation-ids.js';
 import { InvocationCore, type RecordSink } from './invocation/invocation-core.js';
-import { createKafkaSide, type KafkaSide } from './kafka/index.js';
+import { createKafkaJoin, createKafkaSide } from './kafka/index.js';
+import { Lifecycle } from './lifecycle.js';
 import { ContainerPool, type PoolSnapshot } from './pool/container-pool.js';
 import { defaultRuntimeManifest, parseRuntimeManifest, type RuntimeManifest } from './runtime-manifest.js';
 import { ActionStore } from './store/action-store.js';
@@ -62,8 +62,6 @@ export interface RunningInvoker {
    */
   shutdown(): Promise<void>;
 }
-
-const HEALTH_CHECK_TIMEOUT_MS = 2000;
 
 /**
  * How long each shutdown step after the drain may take; a step that takes
@@ -124,9 +122,6 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     observe: (operation, seconds, outcome) => metrics.dockerOperationSeconds.observe({ operation, outcome }, seconds),
     droppedLogLines: (reason) => metrics.logLinesDropped.inc({ reason }),
   });
-  // Containers of an earlier run of this invoker id (a crash, a restart) are stale.
-  const stale = await factory.removeInvokerContainers();
-  if (stale > 0) logger.info({ removed: stale }, 'removed containers left by an earlier run');
 
   const manifest = loadManifest(config);
   const pool = new ContainerPool<ActionContainer>({
@@ -160,7 +155,6 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
       failure: (kind) => metrics.storeFailures.inc({ kind }),
     },
   });
-  await writer.start();
   metrics.observeStorePending(() => writer.pending());
 
   const records: RecordSink = {
@@ -203,67 +197,21 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     healthPingIntervalMs: config.healthPingIntervalMs,
     topicPrefix: config.kafkaTopicPrefix,
   });
-  let kafkaAdmin: Admin | undefined;
-  // Ready once HTTP work can run (pool and store up): probes must not route
-  // work to a half-started invoker. Kafka joins in the background.
-  let started = false;
-  let kafkaJoined = false;
-  let kafkaProblem: string | undefined = 'not yet connected';
-
-  const checks = async (): Promise<HealthCheckResult[]> => {
-    const results = [
-      check('startup', async () => {
-        if (!started) throw new Error('still starting');
-      }),
-      check('docker', () => docker.ping()),
-      // Optional: while CouchDB is down records wait in the journal and known
-      // actions come from the cache, so the invoker still takes HTTP work;
-      // failing readiness here would take every invoker out of rotation at
-      // the controller for a store outage (it says `degraded` instead).
-      check(
-        'store',
-        async () => {
-          const health = writer.health();
-          if (!health.healthy) throw new Error(health.lastError ?? 'not yet connected');
-        },
-        true,
-      ),
-    ];
-    if (kafka) {
-      // From the background probe, never a broker call on the request path:
-      // a hanging broker must not make the readiness probe itself time out.
-      results.push(
-        check(
-          'kafka',
-          async () => {
-            if (!kafkaJoined) throw new Error(`starting: ${kafkaProblem ?? 'joining the invoker topic\'s group'}`);
-            if (kafkaProblem !== undefined) throw new Error(kafkaProblem);
-          },
-          config.readinessKafka === 'degraded',
-        ),
-      );
-    }
-    return Promise.all(results);
-  };
+  const join = kafka ? createKafkaJoin({ side: kafka, logger }) : undefined;
+  const readiness = createReadiness({
+    docker,
+    records: writer,
+    kafka: join,
+    kafkaOptional: config.readinessKafka === 'degraded',
+    draining: () => admission.isDraining(),
+  });
 
   const http: InvokerHttpServer = createInvokerHttpServer({
     handler: core,
     admission,
     ids,
-    controls: {
-      enable: () => {
-        admission.enable();
-        // Draining is one-way: an /enable during the drain must not announce
-        // the invoker to the controllers again (its feed has stopped).
-        if (!admission.isDraining()) kafka?.pinger.enable();
-      },
-      disable: () => {
-        admission.disable();
-        void kafka?.pinger.disable();
-      },
-      isEnabled: () => admission.isEnabled(),
-    },
-    health: { checks, draining: () => admission.isDraining() },
+    controls: admissionControls(admission, kafka?.pinger),
+    health: readiness,
     metrics,
     poolSnapshot: () => pool.snapshot(),
     logger,
@@ -278,52 +226,86 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     },
     instanceName: `invoker${config.invokerId}`,
   });
-  // Listen before the first enabled ping: a controller that sees the ping may push at once.
-  const { port } = await http.listen(config.httpHost, config.httpPort);
-  pool.start();
-  // HTTP push needs only the pool and the store: ready for it now. Kafka (the
-  // overflow path and the pings) joins its group in the background, which
-  // takes a restarted invoker 18-30 s (the group waits out its old member).
-  started = true;
-  logger.info(
-    { port, tls: config.tls !== undefined, kafka: kafka !== undefined, userMemoryMb: config.userMemoryMb },
-    'invoker ready',
+
+  const limits = SHUTDOWN_STEP_LIMITS_MS;
+  let port = 0;
+  // Started top to bottom, stopped bottom to top: the stops, read upwards,
+  // are the drain (README, Shutdown).
+  const lifecycle = new Lifecycle(
+    [
+      { name: 'action store', stop: () => actionStore.close() },
+      {
+        name: 'containers',
+        // Containers of an earlier run of this invoker id (a crash, a restart) are stale.
+        start: async () => {
+          const stale = await factory.removeInvokerContainers();
+          if (stale > 0) logger.info({ removed: stale }, 'removed containers left by an earlier run');
+        },
+        // Nothing is in flight any more; a lease still held belongs to an
+        // activation ended by the drain whose container still runs: remove it.
+        stop: async () => {
+          await pool.drain(0);
+          await factory.removeInvokerContainers();
+        },
+        stopLimitMs: limits.containerRemoval,
+        stopping: 'removing containers',
+      },
+      {
+        name: 'activation records',
+        start: () => writer.start(),
+        stop: async () => {
+          const result = await writer.close({ timeoutMs: limits.recordFlush - 1000 });
+          logger.info({ result }, 'activation records flushed');
+        },
+        stopLimitMs: limits.recordFlush,
+        stopping: 'flushing activation records',
+      },
+      ...(join ? [{ name: 'Kafka clients', stop: () => join.close(), stopLimitMs: limits.kafkaClose, stopping: 'closing Kafka' }] : []),
+      {
+        name: 'HTTP server',
+        // Listening before the first enabled ping: a controller that sees the ping may push at once.
+        start: async () => {
+          ({ port } = await http.listen(config.httpHost, config.httpPort));
+        },
+        stop: () => http.close({ forceAfterMs: limits.httpClose - 1000 }),
+        stopLimitMs: limits.httpClose,
+        stopping: 'closing the HTTP server',
+      },
+      { name: 'container pool', start: () => pool.start() },
+      ...(kafka
+        ? [{ name: 'Kafka completions', stop: () => kafka.feed.whenIdle(), stopLimitMs: limits.kafkaCompletions, stopping: 'sending Kafka completions' }]
+        : []),
+      { name: 'activations in flight', stop: () => endInFlight(core, config.drainTimeoutMs, logger) },
+      ...(kafka
+        ? [{ name: 'Kafka intake', stop: () => kafka.stopIntake(), stopLimitMs: limits.kafkaIntake, stopping: 'stopping Kafka intake' }]
+        : []),
+      {
+        name: 'admission',
+        stop: () => {
+          const boundMs = shutdownBoundMs(config.drainTimeoutMs);
+          logger.info({ inFlight: core.inFlight(), drainTimeoutMs: config.drainTimeoutMs, boundMs }, 'draining: refusing new activations');
+          admission.startDraining();
+        },
+      },
+      {
+        // HTTP push needs only the pool and the store: ready for it now.
+        name: 'readiness',
+        start: () => {
+          readiness.markStarted();
+          logger.info(
+            { port, tls: config.tls !== undefined, kafka: kafka !== undefined, userMemoryMb: config.userMemoryMb },
+            'invoker ready',
+          );
+          if (!join) logger.warn('no Kafka brokers configured (KAFKA_BROKERS): HTTP push only, no health pings');
+        },
+      },
+      // The overflow path and the pings join in the background; a Kafka start
+      // under way at shutdown finishes (or fails) first, so that what it started is stopped.
+      ...(join ? [{ name: 'Kafka join', start: () => join.begin(), stop: () => join.stop() }] : []),
+    ],
+    logger,
   );
-  let stopping = false;
-  let kafkaStarting: Promise<void> | undefined;
-  let kafkaProbe: NodeJS.Timeout | undefined;
-  if (kafka) {
-    kafkaStarting = (async () => {
-      for (let attempt = 1; !stopping; attempt++) {
-        try {
-          await kafka.start();
-          const admin = kafka.kafka.admin();
-          await admin.connect();
-          kafkaAdmin = admin;
-          kafkaJoined = true;
-          kafkaProblem = undefined;
-          kafkaProbe = setInterval(() => {
-            void check('kafka', () => admin.describeCluster()).then((result) => {
-              if (result.ok === (kafkaProblem === undefined)) return;
-              kafkaProblem = result.ok ? undefined : `the broker does not answer: ${result.detail ?? ''}`;
-              if (result.ok) logger.info('Kafka answers again');
-              else logger.warn({ problem: kafkaProblem }, 'Kafka does not answer: HTTP push goes on, the overflow waits');
-            });
-          }, HEALTH_CHECK_TIMEOUT_MS);
-          kafkaProbe.unref();
-          logger.info({ attempt }, 'Kafka side started: consuming invoker topic, sending health pings');
-          return;
-        } catch (error) {
-          kafkaProblem = (error as Error).message;
-          const retryInMs = Math.min(30_000, 1_000 * 2 ** Math.min(attempt - 1, 5));
-          logger.error({ err: error, attempt, retryInMs }, 'starting the Kafka side failed; HTTP push goes on, retrying');
-          await new Promise((resolve) => setTimeout(resolve, retryInMs).unref());
-        }
-      }
-    })();
-  } else {
-    logger.warn('no Kafka brokers configured (KAFKA_BROKERS): HTTP push only, no health pings');
-  }
+  await lifecycle.start();
 
   let shutdown: Promise<void> | undefined;
   return {
@@ -332,87 +314,27 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     metrics,
     handler: core,
     poolSnapshot: () => pool.snapshot(),
-    kafkaStarted: () => kafkaStarting?.then(() => (kafkaJoined ? undefined : new Promise<void>(() => undefined))) ?? Promise.resolve(),
+    kafkaStarted: () => join?.whenJoined() ?? Promise.resolve(),
     shutdown() {
-      stopping = true;
-      clearInterval(kafkaProbe);
-      shutdown ??= (async () => {
-        // A Kafka start under way finishes (or fails) first, so that what it started is stopped.
-        await kafkaStarting;
-        clearInterval(kafkaProbe);
-        await drain({ config, logger, admission, kafka, kafkaAdmin, core, http, writer, pool, factory, actionStore });
-      })();
+      shutdown ??= lifecycle.stop().then(() => logger.info('invoker stopped'));
       return shutdown;
     },
   };
 }
 
-async function drain(parts: {
-  config: InvokerConfig;
-  logger: Logger;
-  admission: InvokerAdmission;
-  kafka: KafkaSide | undefined;
-  kafkaAdmin: Admin | undefined;
-  core: InvocationCore<ActionContainer>;
-  http: InvokerHttpServer;
-  writer: ActivationWriter;
-  pool: ContainerPool<ActionContainer>;
-  factory: ContainerFactory;
-  actionStore: ActionStore;
-}): Promise<void> {
-  const { config, logger, admission, kafka, core } = parts;
-  const limits = SHUTDOWN_STEP_LIMITS_MS;
-  // Each step is bounded: one that hangs (a broker or engine that does not
-  // answer) is logged and left behind, and the shutdown goes on.
-  const step = async (what: string, limitMs: number, work: () => Promise<unknown>) => {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const finished = await Promise.race([
-        work().then(() => true),
-        new Promise<false>((resolve) => {
-          timer = setTimeout(() => resolve(false), limitMs);
-        }),
-      ]);
-      if (!finished) logger.error({ limitMs }, `shutdown: ${what} did not finish within ${limitMs} ms; going on`);
-    } catch (error) {
-      logger.error({ err: error }, `shutdown: ${what} failed`);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-  const boundMs = shutdownBoundMs(config.drainTimeoutMs);
-  logger.info({ inFlight: core.inFlight(), drainTimeoutMs: config.drainTimeoutMs, boundMs }, 'draining: refusing new activations');
-  admission.startDraining();
-  await step('stopping Kafka intake', limits.kafkaIntake, async () => kafka?.stopIntake());
-  const idle = await core.whenIdle(config.drainTimeoutMs);
-  if (!idle) {
-    // Waiting longer would hold the controllers' callers for as long as the
-    // slowest action; they get an explicit system error instead, now.
-    const ended = core.abortInFlight(`drain timeout of ${config.drainTimeoutMs} ms exceeded`);
-    logger.warn({ ended, drainTimeoutMs: config.drainTimeoutMs }, 'drain timed out: ending the activations in flight as system errors');
-    if (!(await core.whenIdle(limits.endInFlight))) {
-      logger.error({ inFlight: core.inFlight(), limitMs: limits.endInFlight }, 'shutdown: activations still finishing after being ended; going on');
-    }
+/**
+ * The drain proper: in-flight activations get the drain timeout; then they
+ * end as system errors, since waiting longer would hold the controllers'
+ * callers for as long as the slowest action.
+ */
+async function endInFlight(core: InvocationCore<ActionContainer>, drainTimeoutMs: number, logger: Logger): Promise<void> {
+  if (await core.whenIdle(drainTimeoutMs)) return;
+  const ended = core.abortInFlight(`drain timeout of ${drainTimeoutMs} ms exceeded`);
+  logger.warn({ ended, drainTimeoutMs }, 'drain timed out: ending the activations in flight as system errors');
+  const limitMs = SHUTDOWN_STEP_LIMITS_MS.endInFlight;
+  if (!(await core.whenIdle(limitMs))) {
+    logger.error({ inFlight: core.inFlight(), limitMs }, 'shutdown: activations still finishing after being ended; going on');
   }
-  // Kafka completions go out after the core answers; let those sends settle.
-  await step('sending Kafka completions', limits.kafkaCompletions, async () => kafka?.feed.whenIdle());
-  await step('closing the HTTP server', limits.httpClose, () => parts.http.close({ forceAfterMs: limits.httpClose - 1000 }));
-  await step('closing Kafka', limits.kafkaClose, async () => {
-    await parts.kafkaAdmin?.disconnect();
-    await kafka?.close();
-  });
-  await step('flushing activation records', limits.recordFlush, async () => {
-    const result = await parts.writer.close({ timeoutMs: limits.recordFlush - 1000 });
-    logger.info({ result }, 'activation records flushed');
-  });
-  await step('removing containers', limits.containerRemoval, async () => {
-    // Nothing is in flight any more; a lease still held belongs to an
-    // activation ended above whose container is still running: remove it.
-    await parts.pool.drain(0);
-    await parts.factory.removeInvokerContainers();
-  });
-  parts.actionStore.close();
-  logger.info('invoker stopped');
 }
 
 function loadManifest(config: InvokerConfig): RuntimeManifest {
@@ -439,21 +361,4 @@ function timedHandler(core: ActivationHandler, metrics: InvokerMetrics): Activat
       return outcome;
     },
   };
-}
-
-async function check(name: string, probe: () => Promise<unknown>, optional = false): Promise<HealthCheckResult> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      probe(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${HEALTH_CHECK_TIMEOUT_MS} ms`)), HEALTH_CHECK_TIMEOUT_MS);
-      }),
-    ]);
-    return { name, ok: true };
-  } catch (error) {
-    return { name, ok: false, detail: (error as Error).message, ...(optional ? { optional } : {}) };
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -70,3 +70,32 @@ export class InvokerAdmission implements Admission {
     for (const listener of this.listeners) listener();
   }
 }
+
+/** What announces the invoker to the controllers (the Kafka health pings). */
+export interface Announcer {
+  enable(): void;
+  disable(): Promise<void>;
+}
+
+/**
+ * The admin routes' /enable and /disable: admission follows at once, the
+ * announcement follows too, except that draining is one-way: an /enable
+ * during the drain must not announce the invoker to the controllers again
+ * (its feed has stopped).
+ */
+export function admissionControls(
+  admission: InvokerAdmission,
+  announcer: Announcer | undefined,
+): { enable(): void; disable(): void; isEnabled(): boolean } {
+  return {
+    enable() {
+      admission.enable();
+      if (!admission.isDraining()) announcer?.enable();
+    },
+    disable() {
+      admission.disable();
+      void announcer?.disable();
+    },
+    isEnabled: () => admission.isEnabled(),
+  };
+}

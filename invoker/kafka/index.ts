@@ -21,6 +21,7 @@ export * from './client.js';
 export * from './completion-producer.js';
 export * from './health-pinger.js';
 export * from './rejected-message.js';
+export * from './join.js';
 export * from './topics.js';
 
 export interface KafkaSideOptions {
