@@ -39,106 +39,30 @@
  * already handed over run on and their completions still go out.
  *
  * Unreadable messages never block the partition: they are committed, logged,
- * counted, and answered with a system-error completion when the controller
- * and activation id can be read (see rejected-message.ts).
+ * counted, and handed to `handler.reject`, which ends their activation as a
+ * system error (record and completion) when the controller and activation id
+ * can be read (invocation/system-error.ts); the feed sends that completion.
+ * A consumer that crashes for good is replaced (consumer-restart.ts).
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Consumer, ConsumerConfig, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import {
-  activationDocument,
   invokerTopic,
   parseActivationMessage,
   ProtocolParseError,
+  salvageRejectedMessage,
   validateActivationMessageNames,
   type ActivationMessage,
-  type InvokerInstanceId,
 } from '../../protocol/index.js';
-import type { ActivationHandler, ActivationOutcome, Admission } from '../invocation/activation-handler.js';
-import type { ActivationIds } from '../invocation/activation-ids.js';
-import type { RecordSink } from '../invocation/invocation-core.js';
+import type { ActivationOutcome, CompletionRecord } from '../invocation/activation-handler.js';
+import { systemErrorCompletion } from '../invocation/system-error.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { InvokerMetrics } from '../telemetry/metrics.js';
-import { salvageRejectedMessage, systemErrorActivation, systemErrorCompletion, unreadableMessageError } from './rejected-message.js';
+import { ConsumerRestart } from './consumer-restart.js';
+import { consumerSettings, type ActivationFeed, type ActivationFeedOptions, type FeedConsumerSettings } from './feed-types.js';
 import { describeKafkaError } from './topics.js';
 
-/** A completion addressed to its controller: what goes to `completed<C>`. */
-export type CompletionRecord = Pick<ActivationOutcome, 'activationId' | 'controller' | 'completion' | 'shrunkCompletion' | 'retryUntil'>;
-
-/** Where completions go (the completion producer). Logs its own failures; the feed only catches them. */
-export interface CompletionSink {
-  send(completion: CompletionRecord): Promise<unknown>;
-}
-
-export type FeedMetrics = Pick<InvokerMetrics, 'kafkaConsumerLag' | 'kafkaMessagesRejected'>;
-
-/** The kafkajs consumer settings the feed lets callers tune (tests shorten the timeouts). */
-export type FeedConsumerSettings = Pick<
-  ConsumerConfig,
-  'sessionTimeout' | 'heartbeatInterval' | 'rebalanceTimeout' | 'maxWaitTimeInMs' | 'maxBytesPerPartition'
->;
-
-export interface ActivationFeedOptions {
-  kafka: Kafka;
-  /** This invoker: names the topic and answers rejected messages. */
-  instance: InvokerInstanceId;
-  handler: ActivationHandler;
-  admission: Admission;
-  completions: CompletionSink;
-  /** Where the system-error record of an unreadable (but addressable) message goes. */
-  records?: RecordSink;
-  /** Ids running or finished recently (shared with HTTP push): a message with one of them is skipped. */
-  ids?: ActivationIds;
-  logger: Logger;
-  metrics: FeedMetrics;
-  /** Default `invoker<N>`. */
-  topic?: string;
-  /** Default: the topic name, as upstream. */
-  groupId?: string;
-  /**
-   * Where a group without committed offsets starts. Default true, upstream's
-   * `auto-offset-reset = earliest`: messages sent before the first join are run.
-   */
-  fromBeginning?: boolean;
-  consumer?: FeedConsumerSettings;
-  /**
-   * Activations the feed may always have running, even when HTTP push fills
-   * the invoker (no free slot): the overflow in Kafka is never starved by a
-   * steady HTTP load, at the cost of that many activations waiting briefly
-   * in the pool's queue. Default 1.
-   */
-  reservedSlots?: number;
-  /** Restarts after a crash kafkajs does not recover from itself. */
-  restartBackoff?: { initialMs?: number; maxMs?: number };
-  now?: () => number;
-}
-
-export interface ActivationFeed {
-  readonly topic: string;
-  readonly groupId: string;
-  /** Connects, subscribes and joins the group; rejects with what failed. */
-  start(): Promise<void>;
-  /**
-   * Stops fetching and leaves the group (resolves when it has). Activations
-   * already handed over continue; see `whenIdle`.
-   */
-  stop(): Promise<void>;
-  /** Activations handed to the handler that have not ended yet. */
-  inFlight(): number;
-  /** Resolves when every handed-over activation has ended and its completion send has settled. */
-  whenIdle(): Promise<void>;
-  /** Resolves at the consumer's next (or current) group membership with an assignment. */
-  whenJoined(): Promise<void>;
-}
-
-// kafkajs' defaults are tuned for throughput; an invoker wants a prompt resume
-// after enable and a stop that does not wait out a 5 s long poll.
-const DEFAULT_CONSUMER: Required<FeedConsumerSettings> = {
-  sessionTimeout: 30_000,
-  heartbeatInterval: 3_000,
-  rebalanceTimeout: 60_000,
-  maxWaitTimeInMs: 500,
-  maxBytesPerPartition: 1_048_576 + 6_144,
-};
+export type { CompletionRecord } from '../invocation/activation-handler.js';
+export type { ActivationFeed, ActivationFeedOptions, CompletionSink, FeedConsumerSettings, FeedMetrics } from './feed-types.js';
 
 export function createActivationFeed(options: ActivationFeedOptions): ActivationFeed {
   return new KafkaActivationFeed(options);
@@ -150,23 +74,20 @@ class KafkaActivationFeed implements ActivationFeed {
   private readonly log: Logger;
   private readonly settings: Required<FeedConsumerSettings>;
   private readonly now: () => number;
-  private readonly restartInitialMs: number;
-  private readonly restartMaxMs: number;
+  private readonly restarts: ConsumerRestart;
 
   private consumer: Consumer | undefined;
   private launching: Promise<void> | undefined;
   private started = false;
   private stopping = false;
   private stopped: Promise<void> | undefined;
-  private restartTimer: NodeJS.Timeout | undefined;
-  private restartDelayMs: number;
   private unsubscribeAdmission: (() => void) | undefined;
   /** Whether the feed paused the topic because admission is closed. */
   private pausedForAdmission = false;
   /** Per partition, the offset after the last message handed over: redeliveries below it are skipped. */
   private readonly handedOverUpTo = new Map<number, bigint>();
   private running = 0;
-  /** Handle-then-send chains and rejection answers, for whenIdle. */
+  /** Handle-then-send and reject-then-send chains, for whenIdle. */
   private readonly pending = new Set<Promise<void>>();
   private wake: () => void = () => undefined;
   private changed: Promise<void>;
@@ -177,11 +98,17 @@ class KafkaActivationFeed implements ActivationFeed {
     this.topic = options.topic ?? invokerTopic(options.instance);
     this.groupId = options.groupId ?? this.topic;
     this.log = options.logger.child({ component: 'kafka-feed', topic: this.topic });
-    this.settings = { ...DEFAULT_CONSUMER, ...definedOnly(options.consumer ?? {}) };
+    this.settings = consumerSettings(options.consumer);
     this.now = options.now ?? Date.now;
-    this.restartInitialMs = options.restartBackoff?.initialMs ?? 1_000;
-    this.restartMaxMs = options.restartBackoff?.maxMs ?? 30_000;
-    this.restartDelayMs = this.restartInitialMs;
+    this.restarts = new ConsumerRestart({
+      topic: this.topic,
+      log: this.log,
+      ...(options.restartBackoff?.initialMs === undefined ? {} : { initialMs: options.restartBackoff.initialMs }),
+      ...(options.restartBackoff?.maxMs === undefined ? {} : { maxMs: options.restartBackoff.maxMs }),
+      stopping: () => this.stopping,
+      launch: () => this.launch(),
+      current: () => this.consumer,
+    });
     this.changed = this.nextChange();
   }
 
@@ -258,7 +185,7 @@ class KafkaActivationFeed implements ActivationFeed {
   private watch(consumer: Consumer): void {
     const { events } = consumer;
     consumer.on(events.GROUP_JOIN, ({ payload }) => {
-      this.restartDelayMs = this.restartInitialMs;
+      this.restarts.joined();
       this.log.info(
         { groupId: payload.groupId, memberId: payload.memberId, assignment: payload.memberAssignment, ms: payload.duration },
         'joined the consumer group',
@@ -272,53 +199,12 @@ class KafkaActivationFeed implements ActivationFeed {
     consumer.on(events.REBALANCING, ({ payload }) => {
       this.log.info({ groupId: payload.groupId, memberId: payload.memberId }, 'consumer group is rebalancing');
     });
-    consumer.on(events.CRASH, ({ payload }) => {
-      const { error, restart } = payload;
-      if (this.stopping) {
-        this.log.debug({ err: error }, 'consumer crashed while stopping');
-        return;
-      }
-      if (restart) {
-        // Retriable: kafkajs restarts this consumer itself after its retry time.
-        this.log.warn({ err: error }, 'Kafka consumer crashed; kafkajs restarts it');
-        return;
-      }
-      const inMs = this.restartDelayMs;
-      this.restartDelayMs = Math.min(this.restartDelayMs * 2, this.restartMaxMs);
-      this.log.error(
-        { err: error, restartInMs: inMs },
-        `Kafka consumer of ${this.topic} crashed with a non-retriable error: no activations are read until it restarts`,
-      );
-      this.scheduleRestart(consumer, inMs);
-    });
-  }
-
-  private scheduleRestart(crashed: Consumer, inMs: number): void {
-    if (this.restartTimer) return;
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = undefined;
-      void (async () => {
-        if (this.stopping) return;
-        await crashed.disconnect().catch(() => undefined);
-        try {
-          await this.launch();
-          this.log.info('Kafka consumer restarted');
-        } catch (error) {
-          const next = this.restartDelayMs;
-          this.restartDelayMs = Math.min(this.restartDelayMs * 2, this.restartMaxMs);
-          this.log.error({ err: error, restartInMs: next }, `restarting the Kafka consumer of ${this.topic} failed`);
-          const current = this.consumer;
-          if (current && !this.stopping) this.scheduleRestart(current, next);
-        }
-      })();
-    }, inMs);
-    this.restartTimer.unref();
+    consumer.on(events.CRASH, ({ payload }) => this.restarts.crashed(consumer, payload.error, payload.restart));
   }
 
   private async shutdown(): Promise<void> {
     this.stopping = true;
-    if (this.restartTimer) clearTimeout(this.restartTimer);
-    this.restartTimer = undefined;
+    this.restarts.cancel();
     this.unsubscribeAdmission?.();
     this.wake(); // a pass waiting for capacity returns now
     // A (re)start under way finishes first, so that no consumer is left behind running.
@@ -456,7 +342,7 @@ class KafkaActivationFeed implements ActivationFeed {
       parsed = parseActivationMessage(message.value ?? new Uint8Array(0));
       validateActivationMessageNames(parsed);
     } catch (error) {
-      this.reject(partition, message, error);
+      this.reject(partition, message, receivedAt, error);
       return;
     }
     if (this.options.ids !== undefined && !this.options.ids.claim(parsed.activationId)) {
@@ -513,7 +399,8 @@ class KafkaActivationFeed implements ActivationFeed {
     this.track(chain);
   }
 
-  private reject(partition: number, message: KafkaMessage, error: unknown): void {
+  /** Hands an unreadable message to `handler.reject`, whose outcome (if any) is sent like every completion. */
+  private reject(partition: number, message: KafkaMessage, receivedAt: number, error: unknown): void {
     const salvaged = salvageRejectedMessage(message.value);
     this.options.metrics.kafkaMessagesRejected.inc({ reason: salvaged.reason });
     // ProtocolParseError messages name the field, never its value (which may be a secret).
@@ -527,29 +414,27 @@ class KafkaActivationFeed implements ActivationFeed {
       controller: salvaged.controller?.asString,
     };
     if (!(error instanceof ProtocolParseError)) this.log.error({ ...context, err: error }, 'parsing an activation message threw');
-    if (salvaged.activationId === undefined || salvaged.controller === undefined) {
-      this.log.warn(context, 'dropped an unreadable activation message; no controller to tell');
-      return;
+    let outcome: Promise<ActivationOutcome | undefined>;
+    try {
+      outcome = this.options.handler.reject({ salvaged, problem, transport: 'kafka', receivedAt });
+    } catch (err) {
+      outcome = Promise.reject(err);
     }
-    this.log.warn(context, 'rejected an unreadable activation message; answering with a system error');
-    const { reason: _reason, ...identity } = salvaged;
-    const answer = {
-      ...identity,
-      activationId: salvaged.activationId,
-      controller: salvaged.controller,
-      instance: this.options.instance,
-      error: unreadableMessageError(problem),
-      now: this.now(),
-    };
-    const records = this.options.records;
-    const stored =
-      records !== undefined && salvaged.namespace !== undefined
-        ? records.store(activationDocument(systemErrorActivation(answer), this.now())).catch((err: unknown) => {
-            this.log.error({ ...context, err }, 'storing the record of an unreadable activation message failed');
-          })
-        : Promise.resolve();
-    // As for every activation: the record is durable before the completion goes out.
-    this.track(stored.then(() => this.send(systemErrorCompletion(answer))));
+    const chain = outcome.then(
+      (result) => {
+        if (result === undefined) {
+          this.log.warn(context, 'dropped an unreadable activation message; no controller to tell');
+          return;
+        }
+        this.log.warn(context, 'rejected an unreadable activation message; answered with a system error');
+        return this.send(result);
+      },
+      (err: unknown) => {
+        // The handler promises never to reject; the controller's timer ends this activation then.
+        this.log.error({ ...context, err }, 'rejecting an unreadable activation message failed');
+      },
+    );
+    this.track(chain);
   }
 
   private async send(completion: CompletionRecord): Promise<void> {
@@ -565,8 +450,4 @@ class KafkaActivationFeed implements ActivationFeed {
     this.pending.add(p);
     void p.finally(() => this.pending.delete(p));
   }
-}
-
-function definedOnly<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -1,11 +1,13 @@
 /**
- * What the feed answers for a message on `invoker<N>` it cannot run.
+ * The system error that ends an activation whose message cannot run, and the
+ * completion bytes every activation is answered with.
  *
- * Upstream (and the Go invoker) only log such a message; the controller then
- * keeps the activation's slot until its forced-completion timer fires and the
- * blocking caller waits that long. When enough of the message is readable to
- * know whom to tell (`activationId` and `rootControllerIndex`), the feed sends
- * a system-error completion at once instead:
+ * Upstream (and the Go invoker) only log a message on `invoker<N>` they
+ * cannot read; the controller then keeps the activation's slot until its
+ * forced-completion timer fires and the blocking caller waits that long. When
+ * enough of the message is readable to know whom to tell (`activationId` and
+ * `rootControllerIndex`, see protocol/salvage.ts), the invoker answers at
+ * once instead (InvocationCore.reject):
  *
  * - a full CombinedCompletionAndResultMessage with a whisk-error activation
  *   when the message says the call is blocking and the activation's identity
@@ -25,12 +27,11 @@ import {
   whiskError,
   type ControllerInstanceId,
   type InvokerInstanceId,
+  type SalvagedMessage,
+  type TransactionId,
   type WhiskActivation,
 } from '../../protocol/index.js';
-import type { CompletionRecord } from './activation-feed.js';
-
-export { salvageRejectedMessage, type RejectionReason, type SalvagedMessage } from '../../protocol/index.js';
-import type { SalvagedMessage } from '../../protocol/index.js';
+import type { CompletionRecord } from './activation-handler.js';
 
 /** The whisk-error text a caller sees for a message the invoker could not read. */
 export function unreadableMessageError(problem: string): string {
@@ -73,16 +74,42 @@ export function systemErrorActivation(input: SystemErrorCompletionInput): WhiskA
   };
 }
 
-/** A system-error completion (full when possible, see the module comment) and its shrunk form. */
-export function systemErrorCompletion(input: SystemErrorCompletionInput): CompletionRecord {
-  const transid = input.transid ?? generateTransactionId(input.now);
-  const full = combinedAck(transid, systemErrorActivation(input), input.instance);
-  const shrunk = serializeAcknowledgement(shrinkAck(full));
+/** Whether the answer to `input` may carry the whole activation (see the module comment). */
+export function answersInFull(input: Omit<SystemErrorCompletionInput, 'instance' | 'error' | 'now'>): boolean {
   const identified = input.namespace !== undefined && input.actionName !== undefined && input.subject !== undefined;
+  return input.blocking === true && identified;
+}
+
+/** The transid an answer carries: the message's when it was readable, else a fresh one. */
+export function answerTransid(input: Pick<SystemErrorCompletionInput, 'transid'>, now: number): TransactionId {
+  return input.transid ?? generateTransactionId(now);
+}
+
+/**
+ * The serialized CombinedCompletionAndResultMessage of an ended activation:
+ * full (the activation) when `full`, else shrunk (its id), and always the
+ * shrunk form for a transport that cannot carry the full one.
+ */
+export function completionBytes(
+  transid: TransactionId,
+  activation: WhiskActivation,
+  instance: InvokerInstanceId,
+  full: boolean,
+): Pick<CompletionRecord, 'completion' | 'shrunkCompletion'> {
+  const ack = combinedAck(transid, activation, instance);
+  const shrunk = serializeAcknowledgement(shrinkAck(ack));
+  return { completion: full ? serializeAcknowledgement(ack) : shrunk, shrunkCompletion: shrunk };
+}
+
+/**
+ * A system-error completion (full when possible, see the module comment) and
+ * its shrunk form, without a record: the transport's last resort when its
+ * handler broke the promise never to reject.
+ */
+export function systemErrorCompletion(input: SystemErrorCompletionInput): CompletionRecord {
   return {
     activationId: input.activationId,
     controller: input.controller,
-    completion: input.blocking === true && identified ? serializeAcknowledgement(full) : shrunk,
-    shrunkCompletion: shrunk,
+    ...completionBytes(answerTransid(input, input.now), systemErrorActivation(input), input.instance, answersInFull(input)),
   };
 }
