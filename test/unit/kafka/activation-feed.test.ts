@@ -247,6 +247,17 @@ t.test('unreadable messages: committed, counted, answered when possible', async 
   t.equal(core.calls.length, 1);
   await sleep(10);
   t.same(sent.map((s) => s.controller.asString), ['c9'], 'one answer so far, to the controller named in the message');
+  t.same(
+    core.rejections.map((r) => [r.salvaged.reason, r.salvaged.controller?.asString, r.transport]),
+    [
+      ['empty', undefined, 'kafka'],
+      ['invalid_json', undefined, 'kafka'],
+      ['invalid_message', 'c9', 'kafka'],
+    ],
+    'every unreadable message goes to handler.reject; only the addressable one is answered',
+  );
+  t.match(core.rejections[2]?.problem, /^ActivationMessage\./, "the parser's complaint, naming the field");
+  t.match(parseAcknowledgement(sent[0]!.completion), { kind: 'combined', isSystemError: true, response: valid.activationId.replace(/^./, 'b') });
   core.finishAll();
   await feed.stop();
   await feed.whenIdle();
