@@ -25,6 +25,7 @@ import {
   serializeAcknowledgement,
   shrinkAck,
   whiskError,
+  type ActivationMessage,
   type ControllerInstanceId,
   type InvokerInstanceId,
   type SalvagedMessage,
@@ -112,4 +113,29 @@ export function systemErrorCompletion(input: SystemErrorCompletionInput): Comple
     controller: input.controller,
     ...completionBytes(answerTransid(input, input.now), systemErrorActivation(input), input.instance, answersInFull(input)),
   };
+}
+
+/** What the caller of `message` is told when the handler broke its promise never to reject. */
+export const HANDLER_FAILED = 'The invoker failed to run the activation.';
+
+/**
+ * The last-resort answer for a readable message whose handler rejected (a
+ * bug): a system-error completion, without a record (the handler may have
+ * stored one).
+ */
+export function brokenHandlerCompletion(message: ActivationMessage, instance: InvokerInstanceId, now: number): CompletionRecord {
+  return systemErrorCompletion({
+    activationId: message.activationId,
+    controller: message.rootControllerIndex,
+    transid: message.transid,
+    instance,
+    error: HANDLER_FAILED,
+    blocking: message.blocking,
+    namespace: message.user.namespace.name,
+    actionPath: message.action.path,
+    actionName: message.action.name,
+    ...(message.action.version === undefined ? {} : { version: message.action.version }),
+    subject: message.user.subject,
+    now,
+  });
 }

@@ -2,47 +2,33 @@
  * The `invoker<N>` feed: reads activation messages from Kafka (consumer group
  * = topic name, as upstream) and hands them to the invocation core, taking no
  * more than the core can start now, so that a backlog waits in Kafka and not
- * in this process.
+ * in this process. It only consumes and commits: readable messages go to
+ * `handler.handle`, unreadable ones to `handler.reject`, and the completions
+ * they return to the completion sink. README.md has the whole contract.
  *
  * Flow control (upstream's maxPeek idea). Before each message the feed asks
  * `admission.freeSlots()` (it may also always run `reservedSlots` of its own,
  * default 1, so that HTTP push, which takes freed slots first, cannot starve
- * the overflow); with no free slot it holds the fetched batch and
- * waits, without taking further messages, until `admission.onChange` fires or
- * one of its own activations ends (heartbeating meanwhile so the group does
- * not evict it). `freeSlots()` must therefore count an activation as soon as
- * `handler.handle` was called for it. At most one fetched batch
- * (`maxBytesPerPartition`) is in memory. While `admission.accepting()` is
- * false (disabled, draining) the topic is paused instead and the unprocessed
- * rest of the batch dropped from memory: kafkajs fetches from the last
- * resolved offset + 1 when it is resumed, so nothing is skipped.
- * (Pausing is not used for the short waits for a slot: a fully paused kafkajs
- * consumer only looks again after `maxWaitTimeInMs`, which would add that
- * much latency every time the invoker is saturated.)
+ * the overflow); with no free slot it holds the fetched batch (at most
+ * `maxBytesPerPartition`) and waits, without taking further messages, until
+ * `admission.onChange` fires or one of its own activations ends, heartbeating
+ * meanwhile. `freeSlots()` must therefore count an activation as soon as
+ * `handler.handle` was called for it. While `admission.accepting()` is false
+ * the topic is paused instead and the rest of the batch dropped: kafkajs
+ * fetches from the last resolved offset + 1 on resume. (Pausing is not used
+ * for the short waits for a slot: a paused kafkajs consumer only looks again
+ * after `maxWaitTimeInMs`, which would add that latency whenever the invoker
+ * is saturated.)
  *
- * Offsets and what a crash loses. A message's offset is resolved the moment
- * it has been handed to `handler.handle` (or rejected as unreadable) and is
- * committed right after that, in one OffsetCommit for all messages handed over
- * in the same pass, and before the feed waits for capacity. Nothing that was
- * not handed over is ever committed. If the process dies:
- * - a message not yet handed over is not committed: the group's next consumer
- *   (this invoker restarted) receives it again;
- * - a message handed over and committed is not redelivered: at most once, as
- *   upstream. The controller's forced-completion timer ends that activation
- *   (a whisk error for the caller, counted against this invoker's health);
- * - a message handed over but whose commit did not reach the broker (a crash
- *   in the same few milliseconds, or a failed commit during a rebalance) is
- *   redelivered and may run twice. Within one process this cannot happen: the
- *   feed remembers how far it has handed over per partition and skips older
- *   redelivered offsets.
- * A graceful `stop()` leaves the group after the current pass; activations
- * already handed over run on and their completions still go out.
- *
- * Unreadable messages never block the partition: they are committed, logged,
- * counted, and handed to `handler.reject`, which ends their activation as a
- * system error (record and completion) when the controller and activation id
- * can be read (invocation/system-error.ts); the feed sends that completion.
- * A consumer that crashes for good is replaced (consumer-restart.ts).
+ * Offsets. A message's offset is resolved the moment it has been handed over
+ * (or rejected as unreadable: unreadable messages never block the partition)
+ * and committed right after, in one OffsetCommit per pass, before the feed
+ * waits for capacity; nothing not handed over is ever committed. So a crash
+ * redelivers what was not handed over, and not what was (at most once, as
+ * upstream: the controller's forced-completion timer ends it), except in the
+ * few milliseconds between hand-over and commit; within one process a
+ * redelivered offset below what was handed over is skipped. A consumer that
+ * crashes for good is replaced (consumer-restart.ts).
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
@@ -54,8 +40,8 @@ import {
   validateActivationMessageNames,
   type ActivationMessage,
 } from '../../protocol/index.js';
-import type { ActivationOutcome, CompletionRecord } from '../invocation/activation-handler.js';
-import { systemErrorCompletion } from '../invocation/system-error.js';
+import type { CompletionRecord } from '../invocation/activation-handler.js';
+import { brokenHandlerCompletion } from '../invocation/system-error.js';
 import type { Logger } from '../telemetry/logger.js';
 import { ConsumerRestart } from './consumer-restart.js';
 import { consumerSettings, type ActivationFeed, type ActivationFeedOptions, type FeedConsumerSettings } from './feed-types.js';
@@ -103,8 +89,7 @@ class KafkaActivationFeed implements ActivationFeed {
     this.restarts = new ConsumerRestart({
       topic: this.topic,
       log: this.log,
-      ...(options.restartBackoff?.initialMs === undefined ? {} : { initialMs: options.restartBackoff.initialMs }),
-      ...(options.restartBackoff?.maxMs === undefined ? {} : { maxMs: options.restartBackoff.maxMs }),
+      ...options.restartBackoff,
       stopping: () => this.stopping,
       launch: () => this.launch(),
       current: () => this.consumer,
@@ -183,23 +168,14 @@ class KafkaActivationFeed implements ActivationFeed {
   }
 
   private watch(consumer: Consumer): void {
-    const { events } = consumer;
-    consumer.on(events.GROUP_JOIN, ({ payload }) => {
-      this.restarts.joined();
-      this.log.info(
-        { groupId: payload.groupId, memberId: payload.memberId, assignment: payload.memberAssignment, ms: payload.duration },
-        'joined the consumer group',
-      );
+    this.restarts.watch(consumer, () => {
+      // A join of a consumer replaced meanwhile (crash, restart) says nothing about the current one.
       if (consumer !== this.consumer) return;
       this.joined = true;
       const waiters = this.joinWaiters;
       this.joinWaiters = [];
       for (const resolve of waiters) resolve();
     });
-    consumer.on(events.REBALANCING, ({ payload }) => {
-      this.log.info({ groupId: payload.groupId, memberId: payload.memberId }, 'consumer group is rebalancing');
-    });
-    consumer.on(events.CRASH, ({ payload }) => this.restarts.crashed(consumer, payload.error, payload.restart));
   }
 
   private async shutdown(): Promise<void> {
@@ -300,10 +276,8 @@ class KafkaActivationFeed implements ActivationFeed {
         await payload.commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset }] }] });
         return true;
       } catch (error) {
-        this.log.warn(
-          { err: error, partition, offset },
-          'committing handed-over offsets failed; if the partition moves to another consumer they run again there',
-        );
+        const why = 'committing handed-over offsets failed; if the partition moves to another consumer they run again there';
+        this.log.warn({ err: error, partition, offset }, why);
         throw error;
       }
     };
@@ -358,12 +332,7 @@ class KafkaActivationFeed implements ActivationFeed {
 
   private dispatch(message: ActivationMessage, receivedAt: number): void {
     this.running++;
-    let outcome: Promise<ActivationOutcome>;
-    try {
-      outcome = this.options.handler.handle({ message, transport: 'kafka', receivedAt });
-    } catch (error) {
-      outcome = Promise.reject(error);
-    }
+    const outcome = settled(() => this.options.handler.handle({ message, transport: 'kafka', receivedAt }));
     const ended = () => {
       this.running--;
       this.options.ids?.finish(message.activationId);
@@ -378,22 +347,7 @@ class KafkaActivationFeed implements ActivationFeed {
         ended();
         // The handler promises never to reject; if it does, the controller still gets an answer.
         this.log.error({ err: error, activationId: message.activationId }, 'activation handler rejected; answering with a system error');
-        return this.send(
-          systemErrorCompletion({
-            activationId: message.activationId,
-            controller: message.rootControllerIndex,
-            transid: message.transid,
-            instance: this.options.instance,
-            error: 'The invoker failed to run the activation.',
-            blocking: message.blocking,
-            namespace: message.user.namespace.name,
-            actionPath: message.action.path,
-            actionName: message.action.name,
-            ...(message.action.version === undefined ? {} : { version: message.action.version }),
-            subject: message.user.subject,
-            now: this.now(),
-          }),
-        );
+        return this.send(brokenHandlerCompletion(message, this.options.instance, this.now()));
       },
     );
     this.track(chain);
@@ -405,21 +359,10 @@ class KafkaActivationFeed implements ActivationFeed {
     this.options.metrics.kafkaMessagesRejected.inc({ reason: salvaged.reason });
     // ProtocolParseError messages name the field, never its value (which may be a secret).
     const problem = error instanceof ProtocolParseError ? error.message : `unexpected parser failure: ${String(error)}`;
-    const context = {
-      partition,
-      offset: message.offset,
-      reason: salvaged.reason,
-      problem,
-      activationId: salvaged.activationId,
-      controller: salvaged.controller?.asString,
-    };
+    const { reason, activationId, controller } = salvaged;
+    const context = { partition, offset: message.offset, reason, problem, activationId, controller: controller?.asString };
     if (!(error instanceof ProtocolParseError)) this.log.error({ ...context, err: error }, 'parsing an activation message threw');
-    let outcome: Promise<ActivationOutcome | undefined>;
-    try {
-      outcome = this.options.handler.reject({ salvaged, problem, transport: 'kafka', receivedAt });
-    } catch (err) {
-      outcome = Promise.reject(err);
-    }
+    const outcome = settled(() => this.options.handler.reject({ salvaged, problem, transport: 'kafka', receivedAt }));
     const chain = outcome.then(
       (result) => {
         if (result === undefined) {
@@ -449,5 +392,14 @@ class KafkaActivationFeed implements ActivationFeed {
   private track(p: Promise<void>): void {
     this.pending.add(p);
     void p.finally(() => this.pending.delete(p));
+  }
+}
+
+/** `call()`'s promise, or a rejected one when it throws synchronously: one place to handle both. */
+function settled<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return call();
+  } catch (error) {
+    return Promise.reject(error);
   }
 }

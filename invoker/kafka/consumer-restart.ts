@@ -1,5 +1,6 @@
 /**
- * Crash recovery of the feed's kafkajs consumer. kafkajs restarts a consumer
+ * The group events of the feed's kafkajs consumer (logged) and its crash
+ * recovery. kafkajs restarts a consumer
  * itself after a retriable error; after a non-retriable one (`restart: false`
  * on the CRASH event) the consumer stays dead and no activation is read until
  * a new one is launched. This launches it, with exponential backoff (reset
@@ -35,13 +36,27 @@ export class ConsumerRestart {
     this.delayMs = this.initialMs;
   }
 
-  /** A consumer joined its group: the next crash is retried after the initial delay again. */
-  joined(): void {
-    this.delayMs = this.initialMs;
+  /** Logs `consumer`'s joins and rebalances and handles its crashes; `onJoin` after each join. */
+  watch(consumer: Consumer, onJoin: () => void): void {
+    const { events } = consumer;
+    const { log } = this.options;
+    consumer.on(events.GROUP_JOIN, ({ payload }) => {
+      // Joined: the next crash is retried after the initial delay again.
+      this.delayMs = this.initialMs;
+      log.info(
+        { groupId: payload.groupId, memberId: payload.memberId, assignment: payload.memberAssignment, ms: payload.duration },
+        'joined the consumer group',
+      );
+      onJoin();
+    });
+    consumer.on(events.REBALANCING, ({ payload }) => {
+      log.info({ groupId: payload.groupId, memberId: payload.memberId }, 'consumer group is rebalancing');
+    });
+    consumer.on(events.CRASH, ({ payload }) => this.crashed(consumer, payload.error, payload.restart));
   }
 
   /** The CRASH event of `consumer`. */
-  crashed(consumer: Consumer, error: Error, restart: boolean): void {
+  private crashed(consumer: Consumer, error: Error, restart: boolean): void {
     const { log } = this.options;
     if (this.options.stopping()) {
       log.debug({ err: error }, 'consumer crashed while stopping');
