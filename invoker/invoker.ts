@@ -20,7 +20,7 @@ import { INVOKER_SETTINGS } from './config/config.js';
 import { ActionContainer, ContainerFactory } from './docker/index.js';
 import { createInvokerHttpServer, type InvokerHttpServer } from './http/server.js';
 import { createReadiness } from './health/readiness.js';
-import type { ActivationHandler } from './invocation/activation-handler.js';
+import type { ActivationHandler, RejectingActivationHandler } from './invocation/activation-handler.js';
 import { admissionControls, InvokerAdmission } from './invocation/admission.js';
 import { ActivationIds } from './invocation/activation-ids.js';
 import { InvocationCore, type RecordSink } from './invocation/invocation-core.js';
@@ -190,7 +190,6 @@ export async function startInvoker(config: InvokerConfig, options: InvokerOption
     instance,
     handler: timedHandler(core, metrics),
     admission,
-    records,
     ids,
     logger,
     metrics,
@@ -352,13 +351,18 @@ function buildDecryptor(keysJson: string | undefined): ParameterDecryptor | unde
   return new ParameterDecryptor(JSON.parse(keysJson) as Record<string, KeyMaterial>);
 }
 
-/** The Kafka path's end-to-end time; the HTTP route measures its own. */
-function timedHandler(core: ActivationHandler, metrics: InvokerMetrics): ActivationHandler {
+/**
+ * The Kafka path's end-to-end time; the HTTP route measures its own. An
+ * unreadable message is not timed: it never ran, and the histogram keeps
+ * meaning receipt-to-completion of activations that did.
+ */
+function timedHandler(core: RejectingActivationHandler, metrics: InvokerMetrics): RejectingActivationHandler {
   return {
     async handle(request) {
       const outcome = await core.handle(request);
       metrics.activationSeconds.observe({ transport: request.transport }, (Date.now() - request.receivedAt) / 1000);
       return outcome;
     },
+    reject: (rejection) => core.reject(rejection),
   };
 }

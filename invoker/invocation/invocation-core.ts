@@ -1,7 +1,10 @@
 /**
  * One activation, end to end: decrypt, fetch the action, get a container,
  * /init and /run, collect logs, build the record, store it, and answer with
- * the completion. Both transports call `handle()`; it never rejects.
+ * the completion. Both transports call `handle()`; it never rejects. The Kafka
+ * feed calls `reject()` for a message it cannot read: that activation ends
+ * through the same `finish()` (record, completion, metrics, wide event) as
+ * every other.
  *
  * The record starts as a system error and is overwritten as the activation
  * progresses, so an unexpected exception anywhere still yields a truthful
@@ -14,32 +17,38 @@ import {
   actionDocId,
   activationDocument,
   applicationError,
-  combinedAck,
   developerError,
   FAILED_TO_PROVISION,
   forcedCompletionDelayMs,
   imagePullFailed,
   initBody,
   runBody,
-  serializeAcknowledgement,
-  shrinkAck,
   storesActivations,
   whiskError,
   type ActivationDocument,
   type ActivationMessage,
   type ActivationResponse,
+  type ControllerInstanceId,
   type InvokerInstanceId,
   type RawJson,
   type ParameterDecryptor,
   type RuntimeAction,
+  type TransactionId,
+  type WhiskActivation,
 } from '../../protocol/index.js';
 import type { AcquireRequest, Lease, PoolContainer } from '../pool/types.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { InvokerMetrics } from '../telemetry/metrics.js';
 import { ActivationTrace, parentContext } from '../telemetry/tracing.js';
-import type { ActivationHandler, ActivationOutcome, ActivationRequest } from './activation-handler.js';
+import type {
+  ActivationOutcome,
+  ActivationRejection,
+  ActivationRequest,
+  RejectingActivationHandler,
+} from './activation-handler.js';
 import { ActivationRecord } from './activation-record.js';
 import { brokenContainer, classifyInit, classifyRun, containerSuspect, type RuntimeResult } from './classify.js';
+import { answersInFull, answerTransid, completionBytes, systemErrorActivation, unreadableMessageError } from './system-error.js';
 
 /** An action as the core needs it; the store's documents are adapted to this in main.ts. */
 export interface ExecutableAction {
@@ -103,6 +112,19 @@ export interface InvocationCoreDeps<C extends RunnableContainer> {
   clock?: () => number;
 }
 
+/** An ended activation, however it came to end, as `finish` stores and answers it. */
+interface EndedActivation {
+  activation: WhiskActivation;
+  controller: ControllerInstanceId;
+  transid: TransactionId;
+  /** Whether a record is written. */
+  stored: boolean;
+  /** Whether the completion carries the whole activation (a blocking caller waits for it), else only its id. */
+  full: boolean;
+  /** See ActivationOutcome.retryUntil. */
+  retryUntil?: number;
+}
+
 /** Raised inside the core to end the activation early with a given response. */
 class ActivationEnded extends Error {
   constructor(readonly response: ActivationResponse, reason: string) {
@@ -116,7 +138,7 @@ class ActivationEnded extends Error {
  */
 export const INVOKER_STOPPED = 'The invoker shut down before the action completed.';
 
-export class InvocationCore<C extends RunnableContainer> implements ActivationHandler {
+export class InvocationCore<C extends RunnableContainer> implements RejectingActivationHandler {
   private readonly now: () => number;
   private inFlightCount = 0;
   /** One per activation still executing (not yet finishing): `abortInFlight` fires them. */
@@ -168,8 +190,71 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     });
   }
 
-  async handle(request: ActivationRequest): Promise<ActivationOutcome> {
+  handle(request: ActivationRequest): Promise<ActivationOutcome> {
+    // Counted synchronously: admission's freeSlots() sees it before handle() returns.
+    return this.inFlightWhile(() => this.activate(request));
+  }
+
+  /**
+   * Ends the activation of a message that could not be read as a system
+   * error (see system-error.ts for the shapes). The record is stored when
+   * the invoking namespace was readable (no user limits were), before the
+   * completion is returned, as for every activation. No retryUntil: without
+   * the action's time limit the transport's default window applies.
+   */
+  reject(rejection: ActivationRejection): Promise<ActivationOutcome | undefined> {
+    const { salvaged, problem, transport } = rejection;
+    const { reason, activationId, controller, ...identity } = salvaged;
+    // Nobody to answer and no id to store a record under: nothing to end.
+    if (activationId === undefined || controller === undefined) return Promise.resolve(undefined);
+    return this.inFlightWhile(async () => {
+      const now = this.now();
+      const input = { ...identity, activationId, controller, instance: this.deps.instance, error: unreadableMessageError(problem), now };
+      const action = identity.actionPath !== undefined && identity.actionName !== undefined ? `${identity.actionPath}/${identity.actionName}` : undefined;
+      const trace = new ActivationTrace(this.deps.tracer, parentContext([]), {
+        'whisk.activation_id': activationId,
+        ...(action === undefined ? {} : { 'whisk.action': action }),
+        ...(identity.namespace === undefined ? {} : { 'whisk.namespace': identity.namespace }),
+        'whisk.transport': transport,
+      });
+      const event: Record<string, unknown> = {
+        event: 'activation',
+        activationId,
+        ...(identity.transid === undefined ? {} : { transid: identity.transid.id }),
+        ...(action === undefined ? {} : { action }),
+        ...(identity.namespace === undefined ? {} : { namespace: identity.namespace }),
+        transport,
+        ...(identity.blocking === undefined ? {} : { blocking: identity.blocking }),
+        reason: `unreadable message (${reason}): ${problem}`,
+      };
+      const ended: EndedActivation = {
+        activation: systemErrorActivation(input),
+        controller,
+        transid: answerTransid(input, now),
+        stored: identity.namespace !== undefined,
+        full: answersInFull(input),
+      };
+      return this.finish(ended, rejection, trace, event);
+    });
+  }
+
+  /**
+   * Runs `work` as one activation in flight: counted from the call (the
+   * increment happens before the first await) until it settles.
+   */
+  private async inFlightWhile<T>(work: () => Promise<T>): Promise<T> {
     this.inFlightCount++;
+    try {
+      return await work();
+    } finally {
+      // Even if building the completion failed, capacity and drain bookkeeping must not leak.
+      this.inFlightCount--;
+      for (const listener of this.finishListeners) listener();
+      if (this.inFlightCount === 0) for (const waiter of [...this.idleWaiters]) waiter();
+    }
+  }
+
+  private async activate(request: ActivationRequest): Promise<ActivationOutcome> {
     const { message } = request;
     const record = new ActivationRecord(message, this.now);
     const trace = new ActivationTrace(
@@ -209,14 +294,16 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     } finally {
       this.executing.delete(abort);
     }
-    try {
-      return await this.finish(request, record, trace, event);
-    } finally {
-      // Even if building the completion failed, capacity and drain bookkeeping must not leak.
-      this.inFlightCount--;
-      for (const listener of this.finishListeners) listener();
-      if (this.inFlightCount === 0) for (const waiter of [...this.idleWaiters]) waiter();
-    }
+    const ended: EndedActivation = {
+      activation: record.build(),
+      controller: message.rootControllerIndex,
+      transid: message.transid,
+      stored: storesActivations(message.user),
+      full: message.blocking,
+      // The controller gives up on the activation this long after it sent it (upstream's formula).
+      retryUntil: message.transid.start + forcedCompletionDelayMs(record.timeLimitMs() ?? 0),
+    };
+    return this.finish(ended, request, trace, event, { waitMs: record.waitMs(), initMs: record.initMs() });
   }
 
   private async execute(
@@ -409,43 +496,44 @@ export class InvocationCore<C extends RunnableContainer> implements ActivationHa
     return logs;
   }
 
+  /**
+   * The one way an activation ends: its record stored (durable before the
+   * completion goes out), counted, traced, logged as the wide event, and
+   * answered with its completion.
+   */
   private async finish(
-    request: ActivationRequest,
-    record: ActivationRecord,
+    ended: EndedActivation,
+    request: Pick<ActivationRequest, 'transport' | 'receivedAt'>,
     trace: ActivationTrace,
     event: Record<string, unknown>,
+    timing: { waitMs?: number; initMs?: number | undefined } = {},
   ): Promise<ActivationOutcome> {
-    const { message } = request;
-    const activation = record.build();
-    if (storesActivations(message.user)) {
+    const { activation } = ended;
+    if (ended.stored) {
       try {
         await trace.phase('store', () => this.deps.records.store(activationDocument(activation, this.now())));
       } catch (error) {
         event.storeError = (error as Error).message;
       }
     }
-    const ack = combinedAck(message.transid, activation, this.deps.instance);
-    const shrunk = serializeAcknowledgement(shrinkAck(ack));
     const statusCode = activation.response.statusCode;
     this.deps.metrics.countActivation(request.transport, statusCode);
     trace.end(statusCode);
     Object.assign(event, {
       statusCode,
       durationMs: activation.duration,
-      waitMs: record.waitMs(),
-      initMs: record.initMs(),
+      waitMs: timing.waitMs,
+      initMs: timing.initMs,
       totalMs: this.now() - request.receivedAt,
     });
     const level = statusCode === 3 ? 'warn' : 'info';
     this.deps.logger[level](event, 'activation finished');
     return {
-      activationId: message.activationId,
-      controller: message.rootControllerIndex,
+      activationId: activation.activationId,
+      controller: ended.controller,
       statusCode,
-      completion: message.blocking ? serializeAcknowledgement(ack) : shrunk,
-      shrunkCompletion: shrunk,
-      // The controller gives up on the activation this long after it sent it (upstream's formula).
-      retryUntil: message.transid.start + forcedCompletionDelayMs(record.timeLimitMs() ?? 0),
+      ...completionBytes(ended.transid, activation, this.deps.instance, ended.full),
+      ...(ended.retryUntil === undefined ? {} : { retryUntil: ended.retryUntil }),
     };
   }
 }

@@ -2,143 +2,53 @@
  * The `invoker<N>` feed: reads activation messages from Kafka (consumer group
  * = topic name, as upstream) and hands them to the invocation core, taking no
  * more than the core can start now, so that a backlog waits in Kafka and not
- * in this process.
+ * in this process. It only consumes and commits: readable messages go to
+ * `handler.handle`, unreadable ones to `handler.reject`, and the completions
+ * they return to the completion sink. README.md has the whole contract.
  *
  * Flow control (upstream's maxPeek idea). Before each message the feed asks
  * `admission.freeSlots()` (it may also always run `reservedSlots` of its own,
  * default 1, so that HTTP push, which takes freed slots first, cannot starve
- * the overflow); with no free slot it holds the fetched batch and
- * waits, without taking further messages, until `admission.onChange` fires or
- * one of its own activations ends (heartbeating meanwhile so the group does
- * not evict it). `freeSlots()` must therefore count an activation as soon as
- * `handler.handle` was called for it. At most one fetched batch
- * (`maxBytesPerPartition`) is in memory. While `admission.accepting()` is
- * false (disabled, draining) the topic is paused instead and the unprocessed
- * rest of the batch dropped from memory: kafkajs fetches from the last
- * resolved offset + 1 when it is resumed, so nothing is skipped.
- * (Pausing is not used for the short waits for a slot: a fully paused kafkajs
- * consumer only looks again after `maxWaitTimeInMs`, which would add that
- * much latency every time the invoker is saturated.)
+ * the overflow); with no free slot it holds the fetched batch (at most
+ * `maxBytesPerPartition`) and waits, without taking further messages, until
+ * `admission.onChange` fires or one of its own activations ends, heartbeating
+ * meanwhile. `freeSlots()` must therefore count an activation as soon as
+ * `handler.handle` was called for it. While `admission.accepting()` is false
+ * the topic is paused instead and the rest of the batch dropped: kafkajs
+ * fetches from the last resolved offset + 1 on resume. (Pausing is not used
+ * for the short waits for a slot: a paused kafkajs consumer only looks again
+ * after `maxWaitTimeInMs`, which would add that latency whenever the invoker
+ * is saturated.)
  *
- * Offsets and what a crash loses. A message's offset is resolved the moment
- * it has been handed to `handler.handle` (or rejected as unreadable) and is
- * committed right after that, in one OffsetCommit for all messages handed over
- * in the same pass, and before the feed waits for capacity. Nothing that was
- * not handed over is ever committed. If the process dies:
- * - a message not yet handed over is not committed: the group's next consumer
- *   (this invoker restarted) receives it again;
- * - a message handed over and committed is not redelivered: at most once, as
- *   upstream. The controller's forced-completion timer ends that activation
- *   (a whisk error for the caller, counted against this invoker's health);
- * - a message handed over but whose commit did not reach the broker (a crash
- *   in the same few milliseconds, or a failed commit during a rebalance) is
- *   redelivered and may run twice. Within one process this cannot happen: the
- *   feed remembers how far it has handed over per partition and skips older
- *   redelivered offsets.
- * A graceful `stop()` leaves the group after the current pass; activations
- * already handed over run on and their completions still go out.
- *
- * Unreadable messages never block the partition: they are committed, logged,
- * counted, and answered with a system-error completion when the controller
- * and activation id can be read (see rejected-message.ts).
+ * Offsets. A message's offset is resolved the moment it has been handed over
+ * (or rejected as unreadable: unreadable messages never block the partition)
+ * and committed right after, in one OffsetCommit per pass, before the feed
+ * waits for capacity; nothing not handed over is ever committed. So a crash
+ * redelivers what was not handed over, and not what was (at most once, as
+ * upstream: the controller's forced-completion timer ends it), except in the
+ * few milliseconds between hand-over and commit; within one process a
+ * redelivered offset below what was handed over is skipped. A consumer that
+ * crashes for good is replaced (consumer-restart.ts).
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Consumer, ConsumerConfig, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import {
-  activationDocument,
   invokerTopic,
   parseActivationMessage,
   ProtocolParseError,
+  salvageRejectedMessage,
   validateActivationMessageNames,
   type ActivationMessage,
-  type InvokerInstanceId,
 } from '../../protocol/index.js';
-import type { ActivationHandler, ActivationOutcome, Admission } from '../invocation/activation-handler.js';
-import type { ActivationIds } from '../invocation/activation-ids.js';
-import type { RecordSink } from '../invocation/invocation-core.js';
+import type { CompletionRecord } from '../invocation/activation-handler.js';
+import { brokenHandlerCompletion } from '../invocation/system-error.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { InvokerMetrics } from '../telemetry/metrics.js';
-import { salvageRejectedMessage, systemErrorActivation, systemErrorCompletion, unreadableMessageError } from './rejected-message.js';
+import { ConsumerRestart } from './consumer-restart.js';
+import { consumerSettings, type ActivationFeed, type ActivationFeedOptions, type FeedConsumerSettings } from './feed-types.js';
 import { describeKafkaError } from './topics.js';
 
-/** A completion addressed to its controller: what goes to `completed<C>`. */
-export type CompletionRecord = Pick<ActivationOutcome, 'activationId' | 'controller' | 'completion' | 'shrunkCompletion' | 'retryUntil'>;
-
-/** Where completions go (the completion producer). Logs its own failures; the feed only catches them. */
-export interface CompletionSink {
-  send(completion: CompletionRecord): Promise<unknown>;
-}
-
-export type FeedMetrics = Pick<InvokerMetrics, 'kafkaConsumerLag' | 'kafkaMessagesRejected'>;
-
-/** The kafkajs consumer settings the feed lets callers tune (tests shorten the timeouts). */
-export type FeedConsumerSettings = Pick<
-  ConsumerConfig,
-  'sessionTimeout' | 'heartbeatInterval' | 'rebalanceTimeout' | 'maxWaitTimeInMs' | 'maxBytesPerPartition'
->;
-
-export interface ActivationFeedOptions {
-  kafka: Kafka;
-  /** This invoker: names the topic and answers rejected messages. */
-  instance: InvokerInstanceId;
-  handler: ActivationHandler;
-  admission: Admission;
-  completions: CompletionSink;
-  /** Where the system-error record of an unreadable (but addressable) message goes. */
-  records?: RecordSink;
-  /** Ids running or finished recently (shared with HTTP push): a message with one of them is skipped. */
-  ids?: ActivationIds;
-  logger: Logger;
-  metrics: FeedMetrics;
-  /** Default `invoker<N>`. */
-  topic?: string;
-  /** Default: the topic name, as upstream. */
-  groupId?: string;
-  /**
-   * Where a group without committed offsets starts. Default true, upstream's
-   * `auto-offset-reset = earliest`: messages sent before the first join are run.
-   */
-  fromBeginning?: boolean;
-  consumer?: FeedConsumerSettings;
-  /**
-   * Activations the feed may always have running, even when HTTP push fills
-   * the invoker (no free slot): the overflow in Kafka is never starved by a
-   * steady HTTP load, at the cost of that many activations waiting briefly
-   * in the pool's queue. Default 1.
-   */
-  reservedSlots?: number;
-  /** Restarts after a crash kafkajs does not recover from itself. */
-  restartBackoff?: { initialMs?: number; maxMs?: number };
-  now?: () => number;
-}
-
-export interface ActivationFeed {
-  readonly topic: string;
-  readonly groupId: string;
-  /** Connects, subscribes and joins the group; rejects with what failed. */
-  start(): Promise<void>;
-  /**
-   * Stops fetching and leaves the group (resolves when it has). Activations
-   * already handed over continue; see `whenIdle`.
-   */
-  stop(): Promise<void>;
-  /** Activations handed to the handler that have not ended yet. */
-  inFlight(): number;
-  /** Resolves when every handed-over activation has ended and its completion send has settled. */
-  whenIdle(): Promise<void>;
-  /** Resolves at the consumer's next (or current) group membership with an assignment. */
-  whenJoined(): Promise<void>;
-}
-
-// kafkajs' defaults are tuned for throughput; an invoker wants a prompt resume
-// after enable and a stop that does not wait out a 5 s long poll.
-const DEFAULT_CONSUMER: Required<FeedConsumerSettings> = {
-  sessionTimeout: 30_000,
-  heartbeatInterval: 3_000,
-  rebalanceTimeout: 60_000,
-  maxWaitTimeInMs: 500,
-  maxBytesPerPartition: 1_048_576 + 6_144,
-};
+export type { CompletionRecord } from '../invocation/activation-handler.js';
+export type { ActivationFeed, ActivationFeedOptions, CompletionSink, FeedConsumerSettings, FeedMetrics } from './feed-types.js';
 
 export function createActivationFeed(options: ActivationFeedOptions): ActivationFeed {
   return new KafkaActivationFeed(options);
@@ -150,23 +60,20 @@ class KafkaActivationFeed implements ActivationFeed {
   private readonly log: Logger;
   private readonly settings: Required<FeedConsumerSettings>;
   private readonly now: () => number;
-  private readonly restartInitialMs: number;
-  private readonly restartMaxMs: number;
+  private readonly restarts: ConsumerRestart;
 
   private consumer: Consumer | undefined;
   private launching: Promise<void> | undefined;
   private started = false;
   private stopping = false;
   private stopped: Promise<void> | undefined;
-  private restartTimer: NodeJS.Timeout | undefined;
-  private restartDelayMs: number;
   private unsubscribeAdmission: (() => void) | undefined;
   /** Whether the feed paused the topic because admission is closed. */
   private pausedForAdmission = false;
   /** Per partition, the offset after the last message handed over: redeliveries below it are skipped. */
   private readonly handedOverUpTo = new Map<number, bigint>();
   private running = 0;
-  /** Handle-then-send chains and rejection answers, for whenIdle. */
+  /** Handle-then-send and reject-then-send chains, for whenIdle. */
   private readonly pending = new Set<Promise<void>>();
   private wake: () => void = () => undefined;
   private changed: Promise<void>;
@@ -177,11 +84,16 @@ class KafkaActivationFeed implements ActivationFeed {
     this.topic = options.topic ?? invokerTopic(options.instance);
     this.groupId = options.groupId ?? this.topic;
     this.log = options.logger.child({ component: 'kafka-feed', topic: this.topic });
-    this.settings = { ...DEFAULT_CONSUMER, ...definedOnly(options.consumer ?? {}) };
+    this.settings = consumerSettings(options.consumer);
     this.now = options.now ?? Date.now;
-    this.restartInitialMs = options.restartBackoff?.initialMs ?? 1_000;
-    this.restartMaxMs = options.restartBackoff?.maxMs ?? 30_000;
-    this.restartDelayMs = this.restartInitialMs;
+    this.restarts = new ConsumerRestart({
+      topic: this.topic,
+      log: this.log,
+      ...options.restartBackoff,
+      stopping: () => this.stopping,
+      launch: () => this.launch(),
+      current: () => this.consumer,
+    });
     this.changed = this.nextChange();
   }
 
@@ -256,69 +168,19 @@ class KafkaActivationFeed implements ActivationFeed {
   }
 
   private watch(consumer: Consumer): void {
-    const { events } = consumer;
-    consumer.on(events.GROUP_JOIN, ({ payload }) => {
-      this.restartDelayMs = this.restartInitialMs;
-      this.log.info(
-        { groupId: payload.groupId, memberId: payload.memberId, assignment: payload.memberAssignment, ms: payload.duration },
-        'joined the consumer group',
-      );
+    this.restarts.watch(consumer, () => {
+      // A join of a consumer replaced meanwhile (crash, restart) says nothing about the current one.
       if (consumer !== this.consumer) return;
       this.joined = true;
       const waiters = this.joinWaiters;
       this.joinWaiters = [];
       for (const resolve of waiters) resolve();
     });
-    consumer.on(events.REBALANCING, ({ payload }) => {
-      this.log.info({ groupId: payload.groupId, memberId: payload.memberId }, 'consumer group is rebalancing');
-    });
-    consumer.on(events.CRASH, ({ payload }) => {
-      const { error, restart } = payload;
-      if (this.stopping) {
-        this.log.debug({ err: error }, 'consumer crashed while stopping');
-        return;
-      }
-      if (restart) {
-        // Retriable: kafkajs restarts this consumer itself after its retry time.
-        this.log.warn({ err: error }, 'Kafka consumer crashed; kafkajs restarts it');
-        return;
-      }
-      const inMs = this.restartDelayMs;
-      this.restartDelayMs = Math.min(this.restartDelayMs * 2, this.restartMaxMs);
-      this.log.error(
-        { err: error, restartInMs: inMs },
-        `Kafka consumer of ${this.topic} crashed with a non-retriable error: no activations are read until it restarts`,
-      );
-      this.scheduleRestart(consumer, inMs);
-    });
-  }
-
-  private scheduleRestart(crashed: Consumer, inMs: number): void {
-    if (this.restartTimer) return;
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = undefined;
-      void (async () => {
-        if (this.stopping) return;
-        await crashed.disconnect().catch(() => undefined);
-        try {
-          await this.launch();
-          this.log.info('Kafka consumer restarted');
-        } catch (error) {
-          const next = this.restartDelayMs;
-          this.restartDelayMs = Math.min(this.restartDelayMs * 2, this.restartMaxMs);
-          this.log.error({ err: error, restartInMs: next }, `restarting the Kafka consumer of ${this.topic} failed`);
-          const current = this.consumer;
-          if (current && !this.stopping) this.scheduleRestart(current, next);
-        }
-      })();
-    }, inMs);
-    this.restartTimer.unref();
   }
 
   private async shutdown(): Promise<void> {
     this.stopping = true;
-    if (this.restartTimer) clearTimeout(this.restartTimer);
-    this.restartTimer = undefined;
+    this.restarts.cancel();
     this.unsubscribeAdmission?.();
     this.wake(); // a pass waiting for capacity returns now
     // A (re)start under way finishes first, so that no consumer is left behind running.
@@ -414,10 +276,8 @@ class KafkaActivationFeed implements ActivationFeed {
         await payload.commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset }] }] });
         return true;
       } catch (error) {
-        this.log.warn(
-          { err: error, partition, offset },
-          'committing handed-over offsets failed; if the partition moves to another consumer they run again there',
-        );
+        const why = 'committing handed-over offsets failed; if the partition moves to another consumer they run again there';
+        this.log.warn({ err: error, partition, offset }, why);
         throw error;
       }
     };
@@ -456,7 +316,7 @@ class KafkaActivationFeed implements ActivationFeed {
       parsed = parseActivationMessage(message.value ?? new Uint8Array(0));
       validateActivationMessageNames(parsed);
     } catch (error) {
-      this.reject(partition, message, error);
+      this.reject(partition, message, receivedAt, error);
       return;
     }
     if (this.options.ids !== undefined && !this.options.ids.claim(parsed.activationId)) {
@@ -472,12 +332,7 @@ class KafkaActivationFeed implements ActivationFeed {
 
   private dispatch(message: ActivationMessage, receivedAt: number): void {
     this.running++;
-    let outcome: Promise<ActivationOutcome>;
-    try {
-      outcome = this.options.handler.handle({ message, transport: 'kafka', receivedAt });
-    } catch (error) {
-      outcome = Promise.reject(error);
-    }
+    const outcome = settled(() => this.options.handler.handle({ message, transport: 'kafka', receivedAt }));
     const ended = () => {
       this.running--;
       this.options.ids?.finish(message.activationId);
@@ -492,64 +347,37 @@ class KafkaActivationFeed implements ActivationFeed {
         ended();
         // The handler promises never to reject; if it does, the controller still gets an answer.
         this.log.error({ err: error, activationId: message.activationId }, 'activation handler rejected; answering with a system error');
-        return this.send(
-          systemErrorCompletion({
-            activationId: message.activationId,
-            controller: message.rootControllerIndex,
-            transid: message.transid,
-            instance: this.options.instance,
-            error: 'The invoker failed to run the activation.',
-            blocking: message.blocking,
-            namespace: message.user.namespace.name,
-            actionPath: message.action.path,
-            actionName: message.action.name,
-            ...(message.action.version === undefined ? {} : { version: message.action.version }),
-            subject: message.user.subject,
-            now: this.now(),
-          }),
-        );
+        return this.send(brokenHandlerCompletion(message, this.options.instance, this.now()));
       },
     );
     this.track(chain);
   }
 
-  private reject(partition: number, message: KafkaMessage, error: unknown): void {
+  /** Hands an unreadable message to `handler.reject`, whose outcome (if any) is sent like every completion. */
+  private reject(partition: number, message: KafkaMessage, receivedAt: number, error: unknown): void {
     const salvaged = salvageRejectedMessage(message.value);
     this.options.metrics.kafkaMessagesRejected.inc({ reason: salvaged.reason });
     // ProtocolParseError messages name the field, never its value (which may be a secret).
     const problem = error instanceof ProtocolParseError ? error.message : `unexpected parser failure: ${String(error)}`;
-    const context = {
-      partition,
-      offset: message.offset,
-      reason: salvaged.reason,
-      problem,
-      activationId: salvaged.activationId,
-      controller: salvaged.controller?.asString,
-    };
+    const { reason, activationId, controller } = salvaged;
+    const context = { partition, offset: message.offset, reason, problem, activationId, controller: controller?.asString };
     if (!(error instanceof ProtocolParseError)) this.log.error({ ...context, err: error }, 'parsing an activation message threw');
-    if (salvaged.activationId === undefined || salvaged.controller === undefined) {
-      this.log.warn(context, 'dropped an unreadable activation message; no controller to tell');
-      return;
-    }
-    this.log.warn(context, 'rejected an unreadable activation message; answering with a system error');
-    const { reason: _reason, ...identity } = salvaged;
-    const answer = {
-      ...identity,
-      activationId: salvaged.activationId,
-      controller: salvaged.controller,
-      instance: this.options.instance,
-      error: unreadableMessageError(problem),
-      now: this.now(),
-    };
-    const records = this.options.records;
-    const stored =
-      records !== undefined && salvaged.namespace !== undefined
-        ? records.store(activationDocument(systemErrorActivation(answer), this.now())).catch((err: unknown) => {
-            this.log.error({ ...context, err }, 'storing the record of an unreadable activation message failed');
-          })
-        : Promise.resolve();
-    // As for every activation: the record is durable before the completion goes out.
-    this.track(stored.then(() => this.send(systemErrorCompletion(answer))));
+    const outcome = settled(() => this.options.handler.reject({ salvaged, problem, transport: 'kafka', receivedAt }));
+    const chain = outcome.then(
+      (result) => {
+        if (result === undefined) {
+          this.log.warn(context, 'dropped an unreadable activation message; no controller to tell');
+          return;
+        }
+        this.log.warn(context, 'rejected an unreadable activation message; answered with a system error');
+        return this.send(result);
+      },
+      (err: unknown) => {
+        // The handler promises never to reject; the controller's timer ends this activation then.
+        this.log.error({ ...context, err }, 'rejecting an unreadable activation message failed');
+      },
+    );
+    this.track(chain);
   }
 
   private async send(completion: CompletionRecord): Promise<void> {
@@ -567,6 +395,11 @@ class KafkaActivationFeed implements ActivationFeed {
   }
 }
 
-function definedOnly<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+/** `call()`'s promise, or a rejected one when it throws synchronously: one place to handle both. */
+function settled<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return call();
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }

@@ -22,7 +22,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Partitioners, type Kafka, type Producer, type RetryOptions } from 'kafkajs';
 import { completedTopic, forcedCompletionDelayMs } from '../../protocol/index.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { CompletionRecord, CompletionSink } from './activation-feed.js';
+import type { CompletionRecord } from '../invocation/activation-handler.js';
+import type { CompletionSink } from './feed-types.js';
 import { MAX_MESSAGE_BYTES, describeKafkaError, type TopicManager } from './topics.js';
 
 /**

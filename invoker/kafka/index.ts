@@ -6,13 +6,13 @@
  */
 import type { Kafka } from 'kafkajs';
 import type { InvokerInstanceId } from '../../protocol/index.js';
-import type { ActivationHandler, Admission } from '../invocation/activation-handler.js';
-import type { RecordSink } from '../invocation/invocation-core.js';
+import type { Admission, RejectingActivationHandler } from '../invocation/activation-handler.js';
 import type { ActivationIds } from '../invocation/activation-ids.js';
 import type { Logger } from '../telemetry/logger.js';
-import { createActivationFeed, type ActivationFeed, type FeedConsumerSettings, type FeedMetrics } from './activation-feed.js';
+import { createActivationFeed } from './activation-feed.js';
 import { createKafkaClient } from './client.js';
 import { createCompletionProducer, type CompletionProducer } from './completion-producer.js';
+import type { ActivationFeed, FeedConsumerSettings, FeedMetrics } from './feed-types.js';
 import { createHealthPinger, type HealthPinger } from './health-pinger.js';
 import { createTopicManager, topicNames, type TopicManager, type TopicNames } from './topics.js';
 
@@ -20,7 +20,7 @@ export * from './activation-feed.js';
 export * from './client.js';
 export * from './completion-producer.js';
 export * from './health-pinger.js';
-export * from './rejected-message.js';
+export * from './consumer-restart.js';
 export * from './join.js';
 export * from './topics.js';
 
@@ -29,10 +29,9 @@ export interface KafkaSideOptions {
   brokers: string[];
   clientId: string;
   instance: InvokerInstanceId;
-  handler: ActivationHandler;
+  /** Runs the messages read, and ends the activations of unreadable ones (InvocationCore). */
+  handler: RejectingActivationHandler;
   admission: Admission;
-  /** Records of unreadable messages (see rejected-message.ts). */
-  records?: RecordSink;
   /** Ids running or finished recently, shared with HTTP push. */
   ids?: ActivationIds;
   logger: Logger;
@@ -90,7 +89,6 @@ export function createKafkaSide(options: KafkaSideOptions): KafkaSide | undefine
     handler: options.handler,
     admission: options.admission,
     completions,
-    ...(options.records ? { records: options.records } : {}),
     ...(options.ids ? { ids: options.ids } : {}),
     logger,
     metrics: options.metrics,

@@ -16,15 +16,20 @@ import {
   serializeActivationMessage,
   shrinkAck,
   success,
+  type ActivationDocument,
   type ActivationMessage,
   type InvokerInstanceId,
 } from '../../../protocol/index.js';
 import type {
-  ActivationHandler,
   ActivationOutcome,
+  ActivationRejection,
   ActivationRequest,
   Admission,
+  RejectingActivationHandler,
 } from '../../../invoker/invocation/activation-handler.js';
+import { InvocationCore, type RunnableContainer } from '../../../invoker/invocation/invocation-core.js';
+import { InvokerMetrics } from '../../../invoker/telemetry/metrics.js';
+import { defaultTracer } from '../../../invoker/telemetry/tracing.js';
 import { createKafkaClient } from '../../../invoker/kafka/client.js';
 import { createLogger, silentLogger, type Logger } from '../../../invoker/telemetry/logger.js';
 import { testEnvironment } from '../../helpers/env.js';
@@ -104,9 +109,16 @@ interface Call {
  * A handler whose activations end when the test says so, and an admission
  * whose capacity is `slots` minus the activations running, as the contract
  * requires (`freeSlots()` counts an activation from the moment it is handed over).
+ * Unreadable messages go to a real InvocationCore's `reject` (it never needs a
+ * container or an action for them), so the records in `stored` and the
+ * completions are the invoker's own.
  */
-export class StubCore implements ActivationHandler, Admission {
+export class StubCore implements RejectingActivationHandler, Admission {
   readonly calls: Call[] = [];
+  /** The records `reject` stored. */
+  readonly stored: ActivationDocument[] = [];
+  readonly rejections: ActivationRejection[] = [];
+  private readonly core: InvocationCore<RunnableContainer>;
   running = 0;
   maxRunning = 0;
   private open = true;
@@ -116,7 +128,26 @@ export class StubCore implements ActivationHandler, Admission {
   constructor(
     private slots: number,
     private readonly instance: InvokerInstanceId,
-  ) {}
+  ) {
+    const unused = (what: string) => () => Promise.reject(new Error(`the stub core's reject path needs no ${what}`));
+    this.core = new InvocationCore<RunnableContainer>({
+      instance,
+      actions: { get: unused('action') },
+      containers: { acquire: unused('container') },
+      images: { imageFor: () => undefined, ensureImage: unused('image') },
+      records: { store: async (doc) => void this.stored.push(doc) },
+      decryptor: undefined,
+      payloadLimitBytes: 1024 * 1024,
+      metrics: new InvokerMetrics({ invokerId: instance.instance, processMetrics: false }),
+      tracer: defaultTracer(),
+      logger: silentLogger(),
+    });
+  }
+
+  reject(rejection: ActivationRejection): Promise<ActivationOutcome | undefined> {
+    this.rejections.push(rejection);
+    return this.core.reject(rejection);
+  }
 
   handle(request: ActivationRequest): Promise<ActivationOutcome> {
     this.running++;

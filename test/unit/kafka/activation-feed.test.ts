@@ -11,8 +11,6 @@ import { parseAcknowledgement, serializeActivationMessage } from '../../../proto
 import { createActivationFeed, type CompletionRecord } from '../../../invoker/kafka/activation-feed.js';
 import { silentLogger } from '../../../invoker/telemetry/logger.js';
 import { ActivationIds } from '../../../invoker/invocation/activation-ids.js';
-import type { RecordSink } from '../../../invoker/invocation/invocation-core.js';
-import type { ActivationDocument } from '../../../protocol/index.js';
 import { InvokerMetrics } from '../../../invoker/telemetry/metrics.js';
 import { StubCore, activationMessage, instanceId, sleep } from '../../integration/kafka/helpers.js';
 
@@ -53,7 +51,7 @@ class ScriptedConsumer {
   }
 }
 
-function setup(slots: number, extra: { ids?: ActivationIds; records?: RecordSink } = {}) {
+function setup(slots: number, extra: { ids?: ActivationIds } = {}) {
   const consumers: ScriptedConsumer[] = [];
   const kafka = {
     consumer: () => {
@@ -249,6 +247,17 @@ t.test('unreadable messages: committed, counted, answered when possible', async 
   t.equal(core.calls.length, 1);
   await sleep(10);
   t.same(sent.map((s) => s.controller.asString), ['c9'], 'one answer so far, to the controller named in the message');
+  t.same(
+    core.rejections.map((r) => [r.salvaged.reason, r.salvaged.controller?.asString, r.transport]),
+    [
+      ['empty', undefined, 'kafka'],
+      ['invalid_json', undefined, 'kafka'],
+      ['invalid_message', 'c9', 'kafka'],
+    ],
+    'every unreadable message goes to handler.reject; only the addressable one is answered',
+  );
+  t.match(core.rejections[2]?.problem, /^ActivationMessage\./, "the parser's complaint, naming the field");
+  t.match(parseAcknowledgement(sent[0]!.completion), { kind: 'combined', isSystemError: true, response: valid.activationId.replace(/^./, 'b') });
   core.finishAll();
   await feed.stop();
   await feed.whenIdle();
@@ -282,9 +291,7 @@ t.test('a message whose activation id runs here (or just ran) is skipped, whiche
 });
 
 t.test('names upstream refuses, or that pick a reserved CouchDB id, are rejected; no record under _design', async (t) => {
-  const stored: ActivationDocument[] = [];
-  const records: RecordSink = { store: async (doc) => void stored.push(doc) };
-  const { consumers, core, feed, sent } = setup(10, { records });
+  const { consumers, core, feed, sent } = setup(10);
   await feed.start();
   const design = activationMessage('c3', { user: { ...activationMessage('c3').user, namespace: { name: '_design', uuid: 'u' } } });
   const badPath = activationMessage('c3', { action: { path: '_design', name: 'x' } });
@@ -293,7 +300,7 @@ t.test('names upstream refuses, or that pick a reserved CouchDB id, are rejected
   t.equal(core.calls.length, 0);
   t.same(sent.map((c) => c.activationId), [design.activationId, badPath.activationId], 'the controller is told at once');
   t.match(parseAcknowledgement(sent[0]!.completion), { isSystemError: true });
-  t.same(stored.map((d) => d._id), [`guest/${badPath.activationId}`], 'a record only under a namespace that may start an id');
+  t.same(core.stored.map((d) => d._id), [`guest/${badPath.activationId}`], 'a record only under a namespace that may start an id');
   await feed.stop();
 });
 

@@ -2,15 +2,12 @@ import t from 'tap';
 import {
   megabytes,
   parseAcknowledgement,
+  salvageRejectedMessage,
   serializeActivationMessage,
   type ActivationMessage,
   type InvokerInstanceId,
 } from '../../../protocol/index.js';
-import {
-  salvageRejectedMessage,
-  systemErrorCompletion,
-  unreadableMessageError,
-} from '../../../invoker/kafka/rejected-message.js';
+import { systemErrorCompletion, unreadableMessageError } from '../../../invoker/invocation/system-error.js';
 import { isTooLarge } from '../../../invoker/kafka/completion-producer.js';
 
 const instance: InvokerInstanceId = { instance: 7, userMemory: megabytes(2048), tags: [], dedicatedNamespaces: [] };
