@@ -18,7 +18,7 @@
  */
 import type { Logger } from '../telemetry/logger.js';
 import { BulkWriter } from './bulk-writer.js';
-import { createCouchClient, redactUrl } from './couch.js';
+import { BulkDocsClient, createCouchClient, redactUrl } from './couch.js';
 import { Journal } from './journal.js';
 import { Scheduler, type ActivationWriterHealth, type ActivationWriterMetrics, type FlushResult } from './scheduler.js';
 
@@ -102,6 +102,7 @@ export class ActivationWriter {
   private readonly database: string;
   private readonly logger: Logger;
   private readonly writer: BulkWriter;
+  private readonly bulk: BulkDocsClient;
   private journal: Journal | undefined;
   private scheduler: Scheduler | undefined;
   private starting = false;
@@ -118,8 +119,10 @@ export class ActivationWriter {
     this.options = options;
     this.database = options.database ?? 'activations';
     this.logger = options.logger.child({ component: 'activation-writer', db: this.database, couchdb: redactUrl(options.url) });
+    this.bulk = new BulkDocsClient(options.url, this.database);
     this.writer = new BulkWriter({
       server: createCouchClient(options.url),
+      bulk: this.bulk,
       database: this.database,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       replaceable: options.replaceable,
@@ -273,6 +276,7 @@ export class ActivationWriter {
     const result = await scheduler.flush(timeoutMs);
     await scheduler.stop();
     await journal.close();
+    await this.bulk.close();
     const pending = this.pending();
     this.logger.info({ complete: result.complete, pending, confirmed: scheduler.counters.confirmed }, 'activation writer closed');
     return { complete: result.complete, pending };

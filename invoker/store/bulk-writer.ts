@@ -25,7 +25,7 @@
  */
 import type { ServerScope } from 'nano';
 import type { Logger } from '../telemetry/logger.js';
-import { couchFailure, couchRequest, deadline, describeFailure, type CouchFailure } from './couch.js';
+import { couchFailure, couchRequest, deadline, describeFailure, type BulkDocsClient, type CouchFailure } from './couch.js';
 import type { JournalRecord } from './records.js';
 
 export type Verdict =
@@ -44,7 +44,10 @@ export interface WriteOutcome {
 }
 
 export interface BulkWriterOptions {
+  /** For creating the database and reading conflicting documents. */
   server: ServerScope;
+  /** For the `_bulk_docs` calls themselves. */
+  bulk: BulkDocsClient;
   database: string;
   /** Deadline of each CouchDB request. */
   requestTimeoutMs: number;
@@ -209,14 +212,7 @@ export class BulkWriter {
     body += ']}';
     let raw: unknown;
     try {
-      raw = await couchRequest(this.options.server, {
-        db: this.options.database,
-        path: '_bulk_docs',
-        method: 'POST',
-        body,
-        dontStringify: true,
-        signal: deadline(this.options.requestTimeoutMs, call.signal),
-      });
+      raw = await this.options.bulk.post(body, deadline(this.options.requestTimeoutMs, call.signal));
     } catch (err) {
       return { failure: couchFailure(err) };
     }

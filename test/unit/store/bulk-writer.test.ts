@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { BulkWriter, type Verdict } from '../../../invoker/store/bulk-writer.js';
-import { createCouchClient } from '../../../invoker/store/couch.js';
+import { BulkDocsClient, createCouchClient } from '../../../invoker/store/couch.js';
 import type { JournalRecord } from '../../../invoker/store/records.js';
 import { silentLogger } from '../../../invoker/telemetry/logger.js';
 
@@ -48,7 +48,7 @@ function records(...names: string[]): JournalRecord[] {
 }
 
 function writer(url: string, replaceable?: (stored: unknown) => boolean): BulkWriter {
-  return new BulkWriter({ server: createCouchClient(url), database: 'activations', requestTimeoutMs: 5000, replaceable, logger: silentLogger() });
+  return new BulkWriter({ server: createCouchClient(url), bulk: new BulkDocsClient(url, 'activations'), database: 'activations', requestTimeoutMs: 5000, replaceable, logger: silentLogger() });
 }
 
 const never = new AbortController().signal;
