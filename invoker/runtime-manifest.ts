@@ -1,6 +1,6 @@
 /**
  * The runtime manifest: which action kinds this invoker can run, from which
- * image, and how many prewarmed "stem cell" containers to keep per kind.
+ * image, and how many "stem cell" containers (created ahead of demand) to keep per kind.
  *
  * Input is upstream's `runtimes.json` format (the value of upstream's
  * `RUNTIMES_MANIFEST`), so an operator can reuse an existing manifest:
@@ -37,7 +37,7 @@ export const DEFAULT_NODEJS24_IMAGE = 'whisk/action-nodejs-v24:local';
 export const DEFAULT_NODEJS_KIND = 'nodejs:20';
 
 export interface StemCell {
-  /** Containers to keep prewarmed. */
+  /** Stem cells to keep. */
   count: number;
   /**
    * Memory in whole MiB (upstream `ByteSize.toMB`, rounded down): the
@@ -45,7 +45,7 @@ export interface StemCell {
    */
   memoryMb: number;
   /**
-   * The size exactly as configured. Upstream hands a prewarmed container to
+   * The size exactly as configured. Upstream hands a stem cell to
    * an action only when this equals the action's memory limit (ByteSize
    * equality), so a stem cell that is not a whole number of MiB is created
    * but never used, as upstream's is.
@@ -68,7 +68,7 @@ export interface RuntimeKind {
   stemCells: readonly StemCell[];
 }
 
-/** One (kind, memory) prewarm target, flattened for the container pool. */
+/** One (kind, memory) stem cell target, flattened for the container pool. */
 export interface StemCellTarget {
   kind: string;
   image: string;
@@ -420,7 +420,7 @@ export interface DefaultManifestOptions {
   image?: string;
   /** Image of `nodejs:24`; default DEFAULT_NODEJS24_IMAGE (built by this project). */
   nodejs24Image?: string;
-  /** Prewarm targets for `nodejs:20`; default one container of 256 MiB. Count 0 is allowed here (no prewarming). */
+  /** Stem cell targets for `nodejs:20`; default one container of 256 MiB. Count 0 is allowed here (no stem cells). */
   stemCells?: readonly Pick<StemCell, 'count' | 'memoryMb'>[];
 }
 

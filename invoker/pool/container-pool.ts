@@ -15,13 +15,13 @@
  *  1. warm: an initialized container for the same warmKey with a free run
  *     slot (in-flight < concurrency), most recently used first; a paused one
  *     is unpaused first, and if that fails it is destroyed and placement goes on;
- *  2. prewarm: an idle stem cell of the same kind, memory and image;
+ *  2. stem cell: an idle stem cell of the same kind, memory and image;
  *  3. cold: create a container if its memory is free;
- *  4. evict idle containers (warm-idle, paused, and prewarm) oldest-first by
+ *  4. evict idle containers (warm-idle, paused, and stem cells) oldest-first by
  *     last use until the new one fits, then create it;
  *  5. otherwise wait in a bounded FIFO queue.
  *
- * Why prewarm containers are evictable: a stem cell only saves a container
+ * Why stem cells are evictable: a stem cell only saves a container
  * create, a warm container saves create + /init, and a stem cell of a kind
  * nobody asks for would otherwise pin its memory forever. Stem cells take part
  * in the same global LRU (their "last use" is when they became ready), so in a
@@ -56,7 +56,7 @@ import { MemoryLedger } from './memory-ledger.js';
 import { CONTAINER_STATES, PooledContainer, type ContainerState, type PooledContainerInit } from './pooled-container.js';
 import { RequestQueue } from './request-queue.js';
 import {
-  DEFAULT_PREWARM_BACKOFF,
+  DEFAULT_STEM_CELL_BACKOFF,
   recordStemCellFailure,
   recordStemCellSuccess,
   stemCellShortfall,
@@ -95,7 +95,7 @@ export interface ContainerPoolOptions<C extends PoolContainer> {
   logger: Logger;
   /** Memory shared by all action containers, stem cells included (MiB). */
   userMemoryMb: number;
-  /** Prewarm targets, e.g. RuntimeManifest.stemCells(); created by start(). */
+  /** Stem cell targets, e.g. RuntimeManifest.stemCells(); created by start(). */
   stemCells?: readonly StemCellSpec[];
   /** Idle time before a warm container is paused; Infinity: never pause. Default 10 s. */
   pauseGraceMs?: number;
@@ -106,7 +106,7 @@ export interface ContainerPoolOptions<C extends PoolContainer> {
   /** How long drain() waits for leases to be released by default. Default 60 s. */
   drainTimeoutMs?: number;
   /** Retry delays after a failed stem cell creation. Default 1 s doubling to 60 s. */
-  prewarmBackoff?: BackoffOptions;
+  stemCellBackoff?: BackoffOptions;
   /** Monotonic clock in ms (tests). Default performance.now. */
   now?: () => number;
 }
@@ -144,10 +144,10 @@ export class ContainerPool<C extends PoolContainer> {
   private readonly pauseGraceMs: number;
   private readonly idleTimeoutMs: number;
   private readonly drainTimeoutMs: number;
-  private readonly prewarmBackoff: BackoffOptions;
+  private readonly stemCellBackoff: BackoffOptions;
   private readonly now: () => number;
   private started = false;
-  /** No new leases, no prewarming (drain() called). */
+  /** No new leases, no stem cell upkeep (drain() called). */
   private closing = false;
   /** drain() has begun destroying: a container created from now on is destroyed at once. */
   private closed = false;
@@ -164,13 +164,13 @@ export class ContainerPool<C extends PoolContainer> {
     this.pauseGraceMs = nonNegative('pauseGraceMs', options.pauseGraceMs ?? POOL_DEFAULTS.pauseGraceMs);
     this.idleTimeoutMs = nonNegative('idleTimeoutMs', options.idleTimeoutMs ?? POOL_DEFAULTS.idleTimeoutMs);
     this.drainTimeoutMs = nonNegative('drainTimeoutMs', options.drainTimeoutMs ?? POOL_DEFAULTS.drainTimeoutMs);
-    this.prewarmBackoff = options.prewarmBackoff ?? DEFAULT_PREWARM_BACKOFF;
+    this.stemCellBackoff = options.stemCellBackoff ?? DEFAULT_STEM_CELL_BACKOFF;
     this.now = options.now ?? (() => performance.now());
     for (const cell of this.stemCells) {
       if (cell.memoryMb * cell.count > this.ledger.capacityMb) {
         this.log.warn(
           { kind: cell.kind, memoryMb: cell.memoryMb, count: cell.count, userMemoryMb: this.ledger.capacityMb },
-          'prewarm target exceeds user memory; only as many stem cells as fit will be created',
+          'stem cell target exceeds user memory; only as many stem cells as fit will be created',
         );
       }
     }
@@ -246,7 +246,7 @@ export class ContainerPool<C extends PoolContainer> {
   }
 
   /**
-   * Stops prewarming, rejects queued requests (PoolClosedError), waits up to
+   * Stops creating stem cells, rejects queued requests (PoolClosedError), waits up to
    * `timeoutMs` for leases to be released, then destroys every container.
    * Idempotent: later calls return the first call's promise.
    */
@@ -327,7 +327,7 @@ export class ContainerPool<C extends PoolContainer> {
 
   private leaseStemCell(slot: Slot<C>, pending: Pending<C>): void {
     slot.leaseStemCell(this.now());
-    this.log.debug({ container: slot.container?.name, kind: slot.kind, memoryMb: slot.memoryMb }, 'prewarm container taken');
+    this.log.debug({ container: slot.container?.name, kind: slot.kind, memoryMb: slot.memoryMb }, 'stem cell taken');
     pending.resolve(this.makeLease(slot, pending, 'prewarm'));
     // The replacement: started now when nobody waits, else when the queue empties.
     this.maintainStemCells();
@@ -387,7 +387,7 @@ export class ContainerPool<C extends PoolContainer> {
       image: request.image,
       memoryMb,
       concurrency: request.concurrency,
-      prewarm: false,
+      stemCell: false,
     };
     if (request.namespace !== undefined) spec.namespace = request.namespace;
     if (request.actionName !== undefined) spec.actionName = request.actionName;
@@ -625,7 +625,7 @@ export class ContainerPool<C extends PoolContainer> {
       specConcurrency: target.concurrency,
       stemCell: target,
     });
-    const spec: ContainerSpec = { kind: target.kind, image: target.image, memoryMb: target.memoryMb, concurrency: target.concurrency, prewarm: true };
+    const spec: ContainerSpec = { kind: target.kind, image: target.image, memoryMb: target.memoryMb, concurrency: target.concurrency, stemCell: true };
     slot.created = (async () => {
       await yieldTurn();
       let container: C;
@@ -633,10 +633,10 @@ export class ContainerPool<C extends PoolContainer> {
         container = await this.provider.create(spec);
       } catch (error) {
         this.forget(slot);
-        const delayMs = recordStemCellFailure(target, this.now(), this.prewarmBackoff);
+        const delayMs = recordStemCellFailure(target, this.now(), this.stemCellBackoff);
         this.log.warn(
           { err: error, kind: target.kind, memoryMb: target.memoryMb, failures: target.failures, retryInMs: delayMs },
-          'creating a prewarm container failed; retrying later',
+          'creating a stem cell failed; retrying later',
         );
         if (target.retryTimer === undefined && !this.closing) {
           target.retryTimer = setTimeout(() => {
@@ -656,7 +656,7 @@ export class ContainerPool<C extends PoolContainer> {
         void this.destroy(slot, 'pool closing');
         return;
       }
-      this.log.debug({ container: container.name, kind: target.kind, memoryMb: target.memoryMb }, 'prewarm container ready');
+      this.log.debug({ container: container.name, kind: target.kind, memoryMb: target.memoryMb }, 'stem cell ready');
       this.pump();
     })();
   }

@@ -29,6 +29,8 @@ import type { StemCellTarget } from './stem-cells.js';
  *   paused     paused, idle (or claimed and about to be unpaused)
  *   unpausing  unpause() in flight
  *   destroying destroy() in flight; its memory is freed when destroy() settles
+ * The state and origin value 'prewarm' names a stem cell; it is kept because
+ * it is a metric label value (invoker_containers{state}) and in the ops API.
  */
 export type ContainerState = 'creating' | 'prewarm' | 'warm-idle' | 'busy' | 'pausing' | 'paused' | 'unpausing' | 'destroying';
 
@@ -53,7 +55,7 @@ export interface PooledContainerInit {
   readonly origin: 'prewarm' | 'cold';
   /** Concurrency the container is created for. */
   readonly specConcurrency: number;
-  /** The prewarm target a stem cell counts toward. */
+  /** The stem cell target a stem cell counts toward. */
   readonly stemCell: StemCellTarget | undefined;
   readonly now: number;
 }
@@ -68,7 +70,7 @@ export class PooledContainer<C extends { readonly name: string }> {
   #container: C | undefined;
   /** Ledger memory held; less than memoryMb once an evicting request took part of it over. */
   chargedMb: number;
-  /** The prewarm target this counts toward while creating / an unused stem cell. */
+  /** The stem cell target this counts toward while creating / an unused stem cell. */
   stemCell: StemCellTarget | undefined;
   /** Set once initialized (the pool then indexes it as warm). */
   warmKey: string | undefined;

@@ -22,10 +22,10 @@ export interface ContainerSpec {
   kind: string;
   image: string;
   memoryMb: number;
-  /** Runs the container must accept at once (for a prewarm: the most it may be asked for). */
+  /** Runs the container must accept at once (for a stem cell: the most it may be asked for). */
   concurrency: number;
   /** True for a stem cell created ahead of demand (naming, labels). */
-  prewarm: boolean;
+  stemCell: boolean;
   /** Present for a cold start on behalf of an action (naming, labels). */
   namespace?: string;
   actionName?: string;
@@ -35,7 +35,10 @@ export interface ContainerProvider<C extends PoolContainer> {
   create(spec: ContainerSpec): Promise<C>;
 }
 
-/** How the container behind a lease was obtained. */
+/**
+ * How the container behind a lease was obtained. The value 'prewarm' (a stem
+ * cell) is kept: it is a metric label value (invoker_container_starts_total).
+ */
 export type LeaseOrigin = 'warm' | 'prewarm' | 'cold';
 
 /** Lifecycle states: see ./pooled-container.ts, where the transitions are. */
@@ -54,7 +57,7 @@ export interface AcquireRequest {
   memoryMb: number;
   /** The action's intra-container concurrency limit (1 = one run at a time). */
   concurrency: number;
-  /** Skip warm and prewarm containers: retry on a fresh container after a broken warm one. */
+  /** Skip warm containers and stem cells: retry on a fresh container after a broken warm one. */
   fresh?: boolean;
   /** Passed to ContainerSpec on a cold start. */
   namespace?: string;
@@ -112,7 +115,7 @@ export interface PoolSnapshot {
   totals: PoolTotals;
 }
 
-/** A (kind, memory) prewarm target; see RuntimeManifest.stemCells(). */
+/** A (kind, memory) stem cell target; see RuntimeManifest.stemCells(). */
 export interface StemCellSpec {
   kind: string;
   image: string;
