@@ -41,7 +41,7 @@ import type { ActivationHandler, ActivationOutcome, ActivationRequest } from './
 import { ActivationRecord } from './activation-record.js';
 import { brokenContainer, classifyInit, classifyRun, containerSuspect, type RuntimeResult } from './classify.js';
 
-/** An action as the core needs it; the store's documents are adapted to this in main.ts. */
+/** An action as the core needs it; the store's documents are adapted to this in wiring/action-source.ts. */
 export interface ExecutableAction {
   namespace: string;
   name: string;

@@ -1,7 +1,7 @@
 /**
  * What the container pool needs from the outside world, declared here by the
  * consumer (see docs/architecture.md): the Docker layer's container handle is
- * adapted to PoolContainer / ContainerProvider in invoker/main.ts, and tests
+ * adapted to PoolContainer / ContainerProvider in invoker/wiring/container-provider.ts, and tests
  * pass an in-memory provider.
  */
 
