@@ -41,9 +41,21 @@ export interface ContainerProvider<C extends PoolContainer> {
  */
 export type LeaseOrigin = 'warm' | 'prewarm' | 'cold';
 
-/** Lifecycle states: see ./pooled-container.ts, where the transitions are. */
-export type { ContainerState } from './pooled-container.js';
-import type { ContainerState } from './pooled-container.js';
+/**
+ * Lifecycle states of a pooled container (the transitions are in
+ * ./pooled-container.ts).
+ *   creating   provider.create() in flight (memory already reserved)
+ *   prewarm    stem cell, running, never initialized, idle
+ *   warm-idle  initialized for a warmKey, running, no runs in flight
+ *   busy       leased: at least one run in flight (or a fresh lease not yet initialized)
+ *   pausing    pause() in flight
+ *   paused     paused, idle (or claimed and about to be unpaused)
+ *   unpausing  unpause() in flight
+ *   destroying destroy() in flight; its memory is freed when destroy() settles
+ * The state and origin value 'prewarm' names a stem cell; it is kept because
+ * it is a metric label value (invoker_containers{state}) and in the ops API.
+ */
+export type ContainerState = 'creating' | 'prewarm' | 'warm-idle' | 'busy' | 'pausing' | 'paused' | 'unpausing' | 'destroying';
 
 export interface AcquireRequest {
   /**
