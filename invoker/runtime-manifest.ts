@@ -29,6 +29,7 @@
  * `deprecated` beyond reporting it) are type-checked and kept.
  */
 import { readFile } from 'node:fs/promises';
+import type { StemCellSpec } from './pool/types.js';
 
 /** The images the project builds for the built-in `nodejs:20` and `nodejs:24` kinds. */
 export const DEFAULT_NODEJS_IMAGE = 'whisk/action-nodejs-v20:local';
@@ -68,15 +69,6 @@ export interface RuntimeKind {
   stemCells: readonly StemCell[];
 }
 
-/** One (kind, memory) stem cell target, flattened for the container pool. */
-export interface StemCellTarget {
-  kind: string;
-  image: string;
-  memoryMb: number;
-  /** See StemCell.memoryBytes. */
-  memoryBytes: number;
-  count: number;
-}
 
 export interface RuntimeManifest {
   readonly kinds: ReadonlyMap<string, RuntimeKind>;
@@ -86,8 +78,12 @@ export interface RuntimeManifest {
   resolveKind(kind: string): RuntimeKind;
   /** Image of a (possibly `:default`) kind. Throws UnknownKindError. */
   imageFor(kind: string): string;
-  /** Every stem cell of every kind, counts of duplicate (kind, memory) entries added. */
-  stemCells(): StemCellTarget[];
+  /**
+   * Every stem cell of every kind, flattened for the container pool, counts
+   * of duplicate (kind, memory) entries added; `memoryBytes` always set (see
+   * StemCell.memoryBytes).
+   */
+  stemCells(): StemCellSpec[];
 }
 
 /** A manifest that cannot be used; `path` is the JSON path of the bad field. */
@@ -389,7 +385,7 @@ function createManifest(
     resolveKind,
     imageFor: (kind) => resolveKind(kind).image,
     stemCells: () => {
-      const targets = new Map<string, StemCellTarget>();
+      const targets = new Map<string, StemCellSpec>();
       for (const runtime of kinds.values()) {
         for (const cell of runtime.stemCells) {
           if (cell.count === 0) continue;
