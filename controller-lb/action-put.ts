@@ -5,6 +5,7 @@
  */
 import type { JsonObject, JsonValue } from '../protocol/index.js';
 import type { RuntimeManifest } from '../invoker/runtime-manifest.js';
+import type { KeyValue } from '../invoker/store/action-document.js';
 import { isBinaryCode } from '../invoker/store/upstream-action-doc.js';
 import { Messages } from './api/errors.js';
 
@@ -63,11 +64,8 @@ function isObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-export interface KeyValue {
-  key: string;
-  value: JsonValue;
-  init?: boolean;
-}
+/** A parameter or annotation: the invoker reads the same shape (invoker/store/action-document.ts). */
+export type { KeyValue } from '../invoker/store/action-document.js';
 
 export type PutExec =
   | { kind: 'sequence'; components: string[] }
