@@ -20,6 +20,7 @@
 import type { StemCellTarget } from './stem-cells.js';
 import type { ContainerState } from './types.js';
 
+// The states are described where they are declared (types.ts).
 export type { ContainerState } from './types.js';
 
 export const CONTAINER_STATES: readonly ContainerState[] = ['creating', 'prewarm', 'warm-idle', 'busy', 'pausing', 'paused', 'unpausing', 'destroying'];

@@ -37,13 +37,14 @@ export interface ContainerProvider<C extends PoolContainer> {
 
 /**
  * How the container behind a lease was obtained. The value 'prewarm' (a stem
- * cell) is kept: it is a metric label value (invoker_container_starts_total).
+ * cell), here and in ContainerState, is kept: it is a metric label value
+ * (invoker_container_starts_total, invoker_containers{state}) and in the ops API.
  */
 export type LeaseOrigin = 'warm' | 'prewarm' | 'cold';
 
 /**
- * Lifecycle states of a pooled container (the transitions are in
- * ./pooled-container.ts).
+ * Lifecycle states of a pooled container (here rather than in
+ * pooled-container.ts so that this module imports nothing of the pool).
  *   creating   provider.create() in flight (memory already reserved)
  *   prewarm    stem cell, running, never initialized, idle
  *   warm-idle  initialized for a warmKey, running, no runs in flight
@@ -52,8 +53,7 @@ export type LeaseOrigin = 'warm' | 'prewarm' | 'cold';
  *   paused     paused, idle (or claimed and about to be unpaused)
  *   unpausing  unpause() in flight
  *   destroying destroy() in flight; its memory is freed when destroy() settles
- * The state and origin value 'prewarm' names a stem cell; it is kept because
- * it is a metric label value (invoker_containers{state}) and in the ops API.
+ * The transitions are in pooled-container.ts.
  */
 export type ContainerState = 'creating' | 'prewarm' | 'warm-idle' | 'busy' | 'pausing' | 'paused' | 'unpausing' | 'destroying';
 
