@@ -21,7 +21,7 @@ import {
   type JsonValue,
 } from '../protocol/index.js';
 import { isConflict, type CouchDatabase } from './couch-db.js';
-import { healthTestActionName } from './load-balancer.js';
+import { healthTestActionName } from './health-tests.js';
 
 /** Upstream action limit defaults. */
 export const DEFAULT_LIMITS = { timeoutMs: 60_000, memoryMb: 256, concurrency: 1 } as const;

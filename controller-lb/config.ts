@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { defaultRuntimeManifest, parseRuntimeManifest, RuntimeManifestError, type RuntimeManifest } from '../invoker/runtime-manifest.js';
-import { DEFAULT_ACTION_LIMITS_CONFIG, type ActionLimitsConfig } from './action-document.js';
+import { DEFAULT_ACTION_LIMITS_CONFIG, type ActionLimitsConfig } from './action-put.js';
 import type { PushTlsOptions } from './push-client.js';
 import { topicPrefixProblem } from '../invoker/kafka/topics.js';
 

@@ -9,7 +9,8 @@
  * - The slot is released by the completion (on the ack's `instance`), or by
  *   a forced completion: the push failed, or nothing came back in time.
  * - Health test actions are sent to invokers that are unhealthy or
- *   unresponsive, so that they can prove themselves healthy again.
+ *   unresponsive, so that they can prove themselves healthy again
+ *   (health-tests.ts).
  * - Every forced completion also writes a system-error activation record
  *   (forced-record.ts) through `records`, create-only: the invoker's own
  *   record, whenever it comes, is the one that stays.
@@ -18,24 +19,23 @@ import {
   INVOKER_HEALTH_TRANSACTION,
   ackActivationId,
   forcedCompletionDelayMs as upstreamForcedCompletionDelayMs,
-  generateActivationId,
   storesActivations,
   type ActivationDocument,
   isSystemError as responseIsSystemError,
   type AcknowledgementMessage,
   type ActivationMessage,
   type ControllerInstanceId,
-  type FullyQualifiedEntityName,
-  type Identity,
   type WhiskActivation,
 } from '../protocol/index.js';
-import { randomUUID } from 'node:crypto';
 import type { Logger } from '../invoker/telemetry/logger.js';
 import type { InvocationResult, InvokerPool, InvokerState } from './invoker-state.js';
 import type { ActivationPublisher } from './kafka-path.js';
 import type { Push } from './push-client.js';
 import { forcedMessage, forcedRecord, type ForcedMessage } from './forced-record.js';
+import { HealthTests, type HealthTestOptions } from './health-tests.js';
 import { NoInvokersAvailableError, Scheduler, type SchedulerOptions } from './scheduler.js';
+
+export { healthTestActionName, type HealthTestOptions } from './health-tests.js';
 
 /** What the balancer needs to know about the action. */
 export interface ActionSpec {
@@ -98,13 +98,6 @@ export interface ForcedCompletionOptions {
   minTimeLimitMs: number;
   /** Added after doubling. Upstream: 1 min. */
   extraMs: number;
-}
-
-export interface HealthTestOptions {
-  /** Between test actions to an invoker that stays unusable. Upstream: 1 min. */
-  intervalMs: number;
-  /** How often invokers are checked for needing a test. */
-  checkIntervalMs: number;
 }
 
 /** Where forced records go (an ActivationWriter: journaled, create-only, retried until CouchDB takes them). */
@@ -179,13 +172,6 @@ interface Entry {
   storeRecord: boolean;
 }
 
-const HEALTH_NAMESPACE = 'whisk.system';
-
-/** The health test action of controller C (upstream InvokerPool.healthAction). */
-export function healthTestActionName(controller: ControllerInstanceId): FullyQualifiedEntityName {
-  return { path: HEALTH_NAMESPACE, name: `invokerHealthTestAction${controller.asString}`, version: '0.0.1' };
-}
-
 /** The forced-completion delay: `max(timeLimit, min) * 2 + extra` (upstream; protocol/forced-completion.ts). */
 export function forcedCompletionDelayMs(timeoutMs: number, options: ForcedCompletionOptions): number {
   return upstreamForcedCompletionDelayMs(timeoutMs, options);
@@ -198,12 +184,8 @@ export class LoadBalancer {
   readonly #logger: Logger;
   readonly #now: () => number;
   readonly #forced: ForcedCompletionOptions;
-  readonly #health: HealthTestOptions | undefined;
+  readonly #health: HealthTests | undefined;
   readonly #entries = new Map<string, Entry>();
-  /** Health test activations in flight: activation id -> invoker index. */
-  readonly #tests = new Map<string, { invoker: number; incarnation: number; timer: NodeJS.Timeout }>();
-  readonly #lastTestAt = new Map<number, number>();
-  readonly #healthTimer: NodeJS.Timeout | undefined;
   /** Forced records being journaled. */
   readonly #storing = new Set<Promise<void>>();
   #closed = false;
@@ -217,9 +199,17 @@ export class LoadBalancer {
     this.#now = options.now ?? Date.now;
     this.#forced = { minTimeLimitMs: 60_000, extraMs: 60_000, ...options.forcedCompletion };
     if (options.healthTests !== false) {
-      this.#health = { intervalMs: 60_000, checkIntervalMs: 1_000, ...options.healthTests };
-      this.#healthTimer = setInterval(() => this.#sendDueHealthTests(), this.#health.checkIntervalMs);
-      this.#healthTimer.unref();
+      const health: HealthTestOptions = { intervalMs: 60_000, checkIntervalMs: 1_000, ...options.healthTests };
+      this.#health = new HealthTests({
+        ...health,
+        controller: options.controller,
+        pool: options.pool,
+        logger: this.#logger,
+        now: this.#now,
+        forgetAfterMs: forcedCompletionDelayMs(0, this.#forced),
+        send: (invoker, msg) => this.#sendTo(invoker, msg),
+        recordResult: (index, result, now, incarnation) => this.#recordResult(index, result, now, incarnation),
+      });
     }
   }
 
@@ -341,9 +331,8 @@ export class LoadBalancer {
     const now = this.#now();
     const entry = this.#entries.get(activationId);
     if (entry === undefined) {
-      const test = this.#tests.get(activationId);
-      if (test !== undefined && ack.kind !== 'result') {
-        this.#finishTest(activationId, ack.isSystemError === true ? 'systemError' : 'success');
+      if (this.#health?.has(activationId) === true && ack.kind !== 'result') {
+        this.#health.finish(activationId, ack.isSystemError === true ? 'systemError' : 'success');
       } else if (ack.transid.id !== INVOKER_HEALTH_TRANSACTION) {
         this.#logger.info({ activationId, kind: ack.kind }, 'ignored an acknowledgement for an activation not in flight (completed, forced or unknown)');
       }
@@ -389,11 +378,7 @@ export class LoadBalancer {
    */
   async close(graceMs: number = 0): Promise<void> {
     this.#closed = true;
-    if (this.#healthTimer !== undefined) clearInterval(this.#healthTimer);
-    for (const [id, test] of this.#tests) {
-      clearTimeout(test.timer);
-      this.#tests.delete(id);
-    }
+    this.#health?.close();
     if (this.#entries.size > 0 && graceMs > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
@@ -491,37 +476,7 @@ export class LoadBalancer {
     this.#pool.recordResult(index, result, now, incarnation);
     // Upstream sends the next test action at once after a success while
     // unhealthy, to flush the errors out of the window quickly.
-    if (result === 'success' && this.#pool.status(index, now) === 'unhealthy') this.#sendHealthTest(index, now);
-  }
-
-  #sendDueHealthTests(): void {
-    if (this.#health === undefined || this.#closed) return;
-    const now = this.#now();
-    for (const invoker of this.#pool.all()) {
-      const status = invoker.health.status(now);
-      if (status !== 'unhealthy' && status !== 'unresponsive') continue;
-      const last = this.#lastTestAt.get(invoker.index);
-      if (last === undefined || now - last >= this.#health.intervalMs) this.#sendHealthTest(invoker.index, now);
-    }
-  }
-
-  #sendHealthTest(index: number, now: number): void {
-    const invoker = this.#pool.get(index);
-    if (this.#health === undefined || this.#closed || invoker === undefined) return;
-    if ([...this.#tests.values()].some((test) => test.invoker === index)) return;
-    this.#lastTestAt.set(index, now);
-    const msg = this.#healthTestMessage(now);
-    const activationId = msg.activationId;
-    // Upstream health tests hold no slot and have no forced completion; the
-    // timer only forgets a test that never answered.
-    const timer = setTimeout(() => this.#tests.delete(activationId), forcedCompletionDelayMs(0, this.#forced));
-    timer.unref();
-    this.#tests.set(activationId, { invoker: index, incarnation: invoker.health.incarnation, timer });
-    this.#logger.info({ invoker: `invoker${index}`, activationId }, 'sending a health test action');
-    this.#sendTo(invoker, msg).catch((error: unknown) => {
-      this.#logger.warn({ invoker: `invoker${index}`, activationId, error: (error as Error).message }, 'health test action failed');
-      this.#finishTest(activationId, 'systemError');
-    });
+    if (result === 'success' && this.#pool.status(index, now) === 'unhealthy') this.#health?.send(index, now);
   }
 
   /** Delivers a message to one given invoker, outside scheduling; resolves when its completion was handled. */
@@ -534,35 +489,5 @@ export class LoadBalancer {
     const result = await this.#options.pusher.push(url, msg).completion;
     if (!result.ok) throw new Error(result.error);
     this.handleAcknowledgement(result.ack);
-  }
-
-  #finishTest(activationId: string, result: InvocationResult): void {
-    const test = this.#tests.get(activationId);
-    if (test === undefined) return;
-    clearTimeout(test.timer);
-    this.#tests.delete(activationId);
-    this.#recordResult(test.invoker, result, this.#now(), test.incarnation);
-  }
-
-  #healthTestMessage(now: number): ActivationMessage {
-    const uuid = randomUUID();
-    const user: Identity = {
-      subject: HEALTH_NAMESPACE,
-      namespace: { name: HEALTH_NAMESPACE, uuid },
-      authkey: { api_key: `${uuid}:${generateActivationId()}${generateActivationId()}` },
-      rights: [],
-      limits: {},
-    };
-    return {
-      transid: { id: INVOKER_HEALTH_TRANSACTION, start: now },
-      action: healthTestActionName(this.#options.controller),
-      revision: null,
-      user,
-      activationId: generateActivationId(),
-      rootControllerIndex: this.#options.controller,
-      blocking: false,
-      initArgs: [],
-      lockedArgs: {},
-    };
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The runtime manifest: which action kinds this invoker can run, from which
- * image, and how many prewarmed "stem cell" containers to keep per kind.
+ * image, and how many "stem cell" containers (created ahead of demand) to keep per kind.
  *
  * Input is upstream's `runtimes.json` format (the value of upstream's
  * `RUNTIMES_MANIFEST`), so an operator can reuse an existing manifest:
@@ -29,6 +29,7 @@
  * `deprecated` beyond reporting it) are type-checked and kept.
  */
 import { readFile } from 'node:fs/promises';
+import type { StemCellSpec } from './pool/types.js';
 
 /** The images the project builds for the built-in `nodejs:20` and `nodejs:24` kinds. */
 export const DEFAULT_NODEJS_IMAGE = 'whisk/action-nodejs-v20:local';
@@ -37,7 +38,7 @@ export const DEFAULT_NODEJS24_IMAGE = 'whisk/action-nodejs-v24:local';
 export const DEFAULT_NODEJS_KIND = 'nodejs:20';
 
 export interface StemCell {
-  /** Containers to keep prewarmed. */
+  /** Stem cells to keep. */
   count: number;
   /**
    * Memory in whole MiB (upstream `ByteSize.toMB`, rounded down): the
@@ -45,7 +46,7 @@ export interface StemCell {
    */
   memoryMb: number;
   /**
-   * The size exactly as configured. Upstream hands a prewarmed container to
+   * The size exactly as configured. Upstream hands a stem cell to
    * an action only when this equals the action's memory limit (ByteSize
    * equality), so a stem cell that is not a whole number of MiB is created
    * but never used, as upstream's is.
@@ -68,15 +69,6 @@ export interface RuntimeKind {
   stemCells: readonly StemCell[];
 }
 
-/** One (kind, memory) prewarm target, flattened for the container pool. */
-export interface StemCellTarget {
-  kind: string;
-  image: string;
-  memoryMb: number;
-  /** See StemCell.memoryBytes. */
-  memoryBytes: number;
-  count: number;
-}
 
 export interface RuntimeManifest {
   readonly kinds: ReadonlyMap<string, RuntimeKind>;
@@ -86,8 +78,12 @@ export interface RuntimeManifest {
   resolveKind(kind: string): RuntimeKind;
   /** Image of a (possibly `:default`) kind. Throws UnknownKindError. */
   imageFor(kind: string): string;
-  /** Every stem cell of every kind, counts of duplicate (kind, memory) entries added. */
-  stemCells(): StemCellTarget[];
+  /**
+   * Every stem cell of every kind, flattened for the container pool, counts
+   * of duplicate (kind, memory) entries added; `memoryBytes` always set (see
+   * StemCell.memoryBytes).
+   */
+  stemCells(): StemCellSpec[];
 }
 
 /** A manifest that cannot be used; `path` is the JSON path of the bad field. */
@@ -389,7 +385,7 @@ function createManifest(
     resolveKind,
     imageFor: (kind) => resolveKind(kind).image,
     stemCells: () => {
-      const targets = new Map<string, StemCellTarget>();
+      const targets = new Map<string, StemCellSpec>();
       for (const runtime of kinds.values()) {
         for (const cell of runtime.stemCells) {
           if (cell.count === 0) continue;
@@ -420,7 +416,7 @@ export interface DefaultManifestOptions {
   image?: string;
   /** Image of `nodejs:24`; default DEFAULT_NODEJS24_IMAGE (built by this project). */
   nodejs24Image?: string;
-  /** Prewarm targets for `nodejs:20`; default one container of 256 MiB. Count 0 is allowed here (no prewarming). */
+  /** Stem cell targets for `nodejs:20`; default one container of 256 MiB. Count 0 is allowed here (no stem cells). */
   stemCells?: readonly Pick<StemCell, 'count' | 'memoryMb'>[];
 }
 

@@ -20,6 +20,23 @@ import type { JsonObject, JsonValue } from './json.js';
 import { quote, setOwn, writeValue } from './json-write.js';
 import { omitMembers, rawEnvString, type RawJson } from './raw-json.js';
 
+/**
+ * What one /init or /run call to an action container gave: reported by the
+ * container layer (invoker/docker/runtime-client.ts), read by the invocation
+ * (invoker/invocation/classify.ts).
+ */
+export type RuntimeResult =
+  /**
+   * The runtime answered. `bytes` is the full body length even when
+   * `truncated`. `logTags`: the runtime announced per-activation log tags
+   * (invoker/docker/log-tags.ts).
+   */
+  | { kind: 'response'; status: number; body: string; bytes: number; truncated: boolean; logTags?: true }
+  /** No complete answer within the timeout. */
+  | { kind: 'timeout' }
+  /** The connection failed or dropped (the process died, was OOM-killed, or never listened). */
+  | { kind: 'connection-failed'; error: Error };
+
 /** What the payloads need to know about the action being run. */
 export interface RuntimeAction {
   /** The action's name (sent as /init `name`). */

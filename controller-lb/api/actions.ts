@@ -8,16 +8,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Identity, JsonObject, WhiskActivation } from '../../protocol/index.js';
 import type { RuntimeManifest } from '../../invoker/runtime-manifest.js';
-import {
-  actionView,
-  ActionRequestError,
-  newActionDocument,
-  readActionPut,
-  storedAction,
-  updatedActionDocument,
-  type ActionLimitsConfig,
-  type ActionPut,
-} from '../action-document.js';
+import { actionView, newActionDocument, storedAction, updatedActionDocument } from '../action-document.js';
+import { ActionRequestError, readActionPut, type ActionLimitsConfig, type ActionPut } from '../action-put.js';
 import { InvalidActionDocumentError, type ActionDocuments, type ActionRecord } from '../action-store.js';
 import { isConflict } from '../couch-db.js';
 import { checkEntityName, ownNamespace } from './auth.js';

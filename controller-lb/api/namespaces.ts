@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { RuntimeManifest } from '../../invoker/runtime-manifest.js';
-import type { ActionLimitsConfig } from '../action-document.js';
+import type { ActionLimitsConfig } from '../action-put.js';
 import { ownNamespace } from './auth.js';
 import { boolParam, listLimit, listSkip, type Query } from './query.js';
 

@@ -14,7 +14,7 @@ import fastify, { type FastifyInstance } from 'fastify';
 import type { ControllerInstanceId } from '../../protocol/index.js';
 import type { Logger } from '../../invoker/telemetry/logger.js';
 import { defaultRuntimeManifest, type RuntimeManifest } from '../../invoker/runtime-manifest.js';
-import { DEFAULT_ACTION_LIMITS_CONFIG, type ActionLimitsConfig } from '../action-document.js';
+import { DEFAULT_ACTION_LIMITS_CONFIG, type ActionLimitsConfig } from '../action-put.js';
 import type { ActionDocuments } from '../action-store.js';
 import type { ActivationReader, ActivationRecordWriter } from '../activation-store.js';
 import type { IdentityLookup } from '../identity-store.js';

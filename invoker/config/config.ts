@@ -78,6 +78,8 @@ export const INVOKER_SETTINGS = {
   runtimesManifestFile: optionalText('RUNTIMES_MANIFEST_FILE', 'Path of a runtime manifest file, when `RUNTIMES_MANIFEST` is unset.'),
   nodejsImage: text('ACTION_IMAGE_NODEJS20', 'Image of the built-in `nodejs:20` kind (built by `scripts/build-runtime-image.sh`).', 'whisk/action-nodejs-v20:local'),
   nodejs24Image: text('ACTION_IMAGE_NODEJS24', 'Image of the built-in `nodejs:24` kind (built by `scripts/build-runtime-image.sh`).', 'whisk/action-nodejs-v24:local'),
+  // INVOKER_PREWARM_* configure the stem cells of the built-in manifest (runtime-manifest.ts);
+  // the variable names, and these keys that mirror them, stay as operators know them.
   prewarmCount: integer('INVOKER_PREWARM_COUNT', 'Prewarmed `nodejs:20` containers of the built-in manifest.', 1, { min: 0 }),
   prewarmMemoryMb: integer('INVOKER_PREWARM_MEMORY_MB', 'Memory of each prewarmed container of the built-in manifest.', 256, { min: 128 }),
 

@@ -13,7 +13,7 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from '../telemetry/logger.js';
 import { AttachDemuxer, AttachStreamError } from './attach-demuxer.js';
-import type { ContainerState, DockerEngine } from './docker-engine.js';
+import type { EngineContainerState, DockerEngine } from './docker-engine.js';
 import {
   LogCollector,
   type ActivationLogs,
@@ -190,7 +190,7 @@ export class ActionContainer {
    * connection the process may still be exiting, and `oomKilled` is only
    * reliable once it has.
    */
-  async inspectExit(options: { waitMs?: number } = {}): Promise<ContainerState> {
+  async inspectExit(options: { waitMs?: number } = {}): Promise<EngineContainerState> {
     const waitMs = options.waitMs ?? DEFAULT_EXIT_WAIT_MS;
     if (!this.outputEnded && waitMs > 0) {
       let timer: NodeJS.Timeout | undefined;

@@ -91,7 +91,7 @@ export interface ContainerFactoryOptions {
 }
 
 /** What to run. */
-export interface ContainerSpec {
+export interface ContainerCreateSpec {
   image: string;
   /** Runtime kind (e.g. `nodejs:20`, `blackbox`); label and prewarm name. */
   kind: string;
@@ -164,7 +164,7 @@ export class ContainerFactory {
   }
 
   /** Creates, starts and waits for a container whose runtime accepts connections. */
-  async create(spec: ContainerSpec): Promise<ActionContainer> {
+  async create(spec: ContainerCreateSpec): Promise<ActionContainer> {
     const n = ++this.counter;
     const name = spec.action
       ? `wsk${this.invokerId}_${n}_${sanitizeNamePart(spec.action.namespace)}_${sanitizeNamePart(spec.action.name)}`

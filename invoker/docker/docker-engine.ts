@@ -118,7 +118,7 @@ export interface CreateContainerRequest {
 }
 
 /** The parts of `docker inspect` the invoker needs. */
-export interface ContainerState {
+export interface EngineContainerState {
   status: string;
   running: boolean;
   paused: boolean;
@@ -131,7 +131,7 @@ export interface ContainerState {
 export interface ContainerDetails {
   id: string;
   name: string;
-  state: ContainerState;
+  state: EngineContainerState;
   /** IP address per network name. */
   ips: Record<string, string>;
 }

@@ -16,10 +16,10 @@ export {
   sanitizeNamePart,
   type ContainerFactoryOptions,
   type ContainerHardening,
-  type ContainerSpec,
+  type ContainerCreateSpec,
 } from './container-factory.js';
 export { ActionContainer, DEFAULT_EXIT_WAIT_MS } from './action-container.js';
-export { DockerTimeoutError, DEFAULT_DOCKER_TIMEOUTS, type DockerTimeouts, type ContainerState } from './docker-engine.js';
+export { DockerTimeoutError, DEFAULT_DOCKER_TIMEOUTS, type DockerTimeouts, type EngineContainerState } from './docker-engine.js';
 export {
   DEFAULT_LOG_LIMIT_BYTES,
   DEFAULT_SENTINEL_WAIT_MS,

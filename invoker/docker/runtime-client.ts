@@ -15,23 +15,15 @@
  */
 
 import { Client, Pool, type Dispatcher } from 'undici';
+import type { RuntimeResult } from '../../protocol/runtime-payloads.js';
 import { LOG_TAGS_HEADER } from './log-tags.js';
+
+export type { RuntimeResult } from '../../protocol/runtime-payloads.js';
 
 /** Upstream's default payload limit (1 MB). */
 export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
 /** Pause between `/init` attempts that could not connect (wire spec section 7). */
 export const INIT_RETRY_INTERVAL_MS = 50;
-
-export type RuntimeResult =
-  /**
-   * The runtime answered. `bytes` is the full body length even when
-   * `truncated`. `logTags`: the runtime announced per-activation log tags (log-tags.ts).
-   */
-  | { kind: 'response'; status: number; body: string; bytes: number; truncated: boolean; logTags?: true }
-  /** No complete answer within the timeout. */
-  | { kind: 'timeout' }
-  /** The connection failed or dropped (the process died, was OOM-killed, or never listened). */
-  | { kind: 'connection-failed'; error: Error };
 
 export interface RuntimeClientOptions {
   /** e.g. `http://172.17.0.5:8080` */

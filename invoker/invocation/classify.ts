@@ -16,13 +16,11 @@ import {
   timeLimitExceeded,
   type ActivationResponse,
   type JsonValue,
+  type RuntimeResult,
 } from '../../protocol/index.js';
 
-/** What the container layer reports for one /init or /run call. */
-export type RuntimeResult =
-  | { kind: 'response'; status: number; body: string; bytes: number; truncated: boolean }
-  | { kind: 'timeout' }
-  | { kind: 'connection-failed'; error: Error };
+/** What the container layer reports for one /init or /run call (declared in protocol/). */
+export type { RuntimeResult } from '../../protocol/index.js';
 
 /** Facts learned after a failed call, from inspecting the container. */
 export interface ExitFacts {

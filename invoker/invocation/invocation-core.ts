@@ -50,7 +50,7 @@ import { ActivationRecord } from './activation-record.js';
 import { brokenContainer, classifyInit, classifyRun, containerSuspect, type RuntimeResult } from './classify.js';
 import { answersInFull, answerTransid, completionBytes, systemErrorActivation, unreadableMessageError } from './system-error.js';
 
-/** An action as the core needs it; the store's documents are adapted to this in main.ts. */
+/** An action as the core needs it; the store's documents are adapted to this in wiring/action-source.ts. */
 export interface ExecutableAction {
   namespace: string;
   name: string;

@@ -1,5 +1,5 @@
 /**
- * Memory accounting for the pool, in MiB, for every container (prewarmed,
+ * Memory accounting for the pool, in MiB, for every container (stem cells,
  * being created, in use, being destroyed). Reservation is a synchronous
  * check-and-take, done before ContainerProvider.create() is called, so two
  * cold starts in the same tick can never both see the same free memory.

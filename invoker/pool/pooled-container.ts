@@ -44,7 +44,7 @@ export interface PooledContainerInit {
   readonly origin: 'prewarm' | 'cold';
   /** Concurrency the container is created for. */
   readonly specConcurrency: number;
-  /** The prewarm target a stem cell counts toward. */
+  /** The stem cell target a stem cell counts toward. */
   readonly stemCell: StemCellTarget | undefined;
   readonly now: number;
 }
@@ -59,7 +59,7 @@ export class PooledContainer<C extends { readonly name: string }> {
   #container: C | undefined;
   /** Ledger memory held; less than memoryMb once an evicting request took part of it over. */
   chargedMb: number;
-  /** The prewarm target this counts toward while creating / an unused stem cell. */
+  /** The stem cell target this counts toward while creating / an unused stem cell. */
   stemCell: StemCellTarget | undefined;
   /** Set once initialized (the pool then indexes it as warm). */
   warmKey: string | undefined;

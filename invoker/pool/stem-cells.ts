@@ -1,6 +1,7 @@
 /**
- * Prewarm targets ("stem cells": upstream's name for prewarmed containers,
- * used for them throughout) and their upkeep rules: how many are still
+ * Stem cell targets (upstream's ExecManifest name for containers created
+ * ahead of demand, called "prewarm" only in environment variables, metric
+ * label values and container names/labels) and their upkeep rules: how many are still
  * wanted, and when creation may be tried again after a failure. The pool owns
  * the containers and the timers; this owns the arithmetic.
  */
@@ -15,7 +16,7 @@ export interface BackoffOptions {
   maxMs: number;
 }
 
-export const DEFAULT_PREWARM_BACKOFF: BackoffOptions = { initialMs: 1000, maxMs: 60_000 };
+export const DEFAULT_STEM_CELL_BACKOFF: BackoffOptions = { initialMs: 1000, maxMs: 60_000 };
 
 export interface StemCellTarget {
   readonly kind: string;

@@ -1,7 +1,7 @@
 /**
  * What the container pool needs from the outside world, declared here by the
  * consumer (see docs/architecture.md): the Docker layer's container handle is
- * adapted to PoolContainer / ContainerProvider in invoker/main.ts, and tests
+ * adapted to PoolContainer / ContainerProvider in invoker/wiring/container-provider.ts, and tests
  * pass an in-memory provider.
  */
 
@@ -22,10 +22,10 @@ export interface ContainerSpec {
   kind: string;
   image: string;
   memoryMb: number;
-  /** Runs the container must accept at once (for a prewarm: the most it may be asked for). */
+  /** Runs the container must accept at once (for a stem cell: the most it may be asked for). */
   concurrency: number;
   /** True for a stem cell created ahead of demand (naming, labels). */
-  prewarm: boolean;
+  stemCell: boolean;
   /** Present for a cold start on behalf of an action (naming, labels). */
   namespace?: string;
   actionName?: string;
@@ -35,7 +35,11 @@ export interface ContainerProvider<C extends PoolContainer> {
   create(spec: ContainerSpec): Promise<C>;
 }
 
-/** How the container behind a lease was obtained. */
+/**
+ * How the container behind a lease was obtained. The value 'prewarm' (a stem
+ * cell), here and in ContainerState, is kept: it is a metric label value
+ * (invoker_container_starts_total, invoker_containers{state}) and in the ops API.
+ */
 export type LeaseOrigin = 'warm' | 'prewarm' | 'cold';
 
 /**
@@ -65,7 +69,7 @@ export interface AcquireRequest {
   memoryMb: number;
   /** The action's intra-container concurrency limit (1 = one run at a time). */
   concurrency: number;
-  /** Skip warm and prewarm containers: retry on a fresh container after a broken warm one. */
+  /** Skip warm containers and stem cells: retry on a fresh container after a broken warm one. */
   fresh?: boolean;
   /** Passed to ContainerSpec on a cold start. */
   namespace?: string;
@@ -123,7 +127,7 @@ export interface PoolSnapshot {
   totals: PoolTotals;
 }
 
-/** A (kind, memory) prewarm target; see RuntimeManifest.stemCells(). */
+/** A (kind, memory) stem cell target; see RuntimeManifest.stemCells(). */
 export interface StemCellSpec {
   kind: string;
   image: string;

@@ -24,8 +24,8 @@ import { Scheduler, type ActivationWriterHealth, type ActivationWriterMetrics, t
 
 export type { ActivationWriterHealth, ActivationWriterMetrics, FlushResult, WriteFailureKind } from './scheduler.js';
 
-/** An activation record as built by the invoker; stored as is. */
-export type ActivationRecord = { _id: string } & Record<string, unknown>;
+/** An activation record as the store receives it (a CouchDB document built by the invoker); stored as is. */
+export type StoredRecord = { _id: string } & Record<string, unknown>;
 
 export interface ActivationWriterOptions {
   /** CouchDB server URL, credentials in it if needed. */

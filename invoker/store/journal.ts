@@ -16,7 +16,8 @@
  * open() is spilled.
  *
  * Files: segment files appended to, never rewritten, and a dead-letter
- * file; the format is described in segment-file.ts.
+ * file; the format is described in segment-file.ts, the set of
+ * them (rotation, sealing, deletion) is segments.ts.
  *
  * Writes are group commits: all records appended while the previous write
  * runs (or within one event-loop turn) go out in one write() call. One
@@ -29,22 +30,13 @@
  * the directory) for that case, at a cost in throughput. Failed writes and
  * lost confirmation lines: see segment-file.ts.
  */
-import { appendFile, open, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { appendFile, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../telemetry/logger.js';
 import { HeldRecords } from './held-records.js';
 import type { Available, CorruptRecord, DeadLetter, JournalRecord, JournalStats, RecordRef } from './records.js';
-import {
-  Bits,
-  ackLines,
-  appendDeadLetters,
-  documentId,
-  recordLines,
-  recoverDirectory,
-  segmentFileName,
-  syncDirectory,
-  writeAll,
-} from './segment-file.js';
+import { ackLines, appendDeadLetters, documentId, recordLines, recoverDirectory, writeAll } from './segment-file.js';
+import { Segments, type Segment } from './segments.js';
 
 export { Bits } from './segment-file.js';
 export type { Available, CorruptRecord, DeadLetter, JournalRecord, JournalStats, RecordRef } from './records.js';
@@ -64,18 +56,6 @@ export interface JournalOptions {
   logger: Logger;
 }
 
-interface Segment {
-  readonly seq: number;
-  readonly path: string;
-  nextOrdinal: number;
-  bytes: number;
-  readonly unconfirmed: Bits;
-  sealed: boolean;
-  /** A write failed: the file may end in a partial line. */
-  tainted: boolean;
-  handle: FileHandle | undefined;
-}
-
 interface PendingAppend {
   id: string;
   json: string;
@@ -86,13 +66,9 @@ interface PendingAppend {
 export class Journal {
   readonly dir: string;
   readonly deadLetterFile: string;
-  private readonly segmentMaxBytes: number;
   private readonly sync: boolean;
   private readonly logger: Logger;
-  /** Insertion order is segment order: oldest first. */
-  private readonly segments = new Map<number, Segment>();
-  private active: Segment | undefined;
-  private nextSeq: number;
+  private readonly segments: Segments;
   private unconfirmedTotal = 0;
   private closed = false;
 
@@ -113,11 +89,19 @@ export class Journal {
   private constructor(options: JournalOptions, nextSeq: number) {
     this.dir = options.dir;
     this.deadLetterFile = options.deadLetterFile ?? join(options.dir, 'dead-letter.jsonl');
-    this.segmentMaxBytes = options.segmentMaxBytes ?? 8 * 1024 * 1024;
     this.sync = options.sync ?? false;
     this.held = new HeldRecords(options.maxHeldRecords ?? 10_000, options.maxHeldBytes ?? 32 * 1024 * 1024);
     this.logger = options.logger;
-    this.nextSeq = nextSeq;
+    this.segments = new Segments(
+      {
+        dir: options.dir,
+        maxBytes: options.segmentMaxBytes ?? 8 * 1024 * 1024,
+        sync: this.sync,
+        logger: options.logger,
+        dropped: (seq) => this.ackBuffer.delete(seq),
+      },
+      nextSeq,
+    );
   }
 
   /**
@@ -130,7 +114,7 @@ export class Journal {
     const found: Segment[] = segments.map((segment) => ({ ...segment, sealed: true, tainted: false, handle: undefined }));
     const journal = new Journal(options, maxSeq + 1);
     for (const segment of found) {
-      journal.segments.set(segment.seq, segment);
+      journal.segments.add(segment);
       journal.unconfirmedTotal += segment.unconfirmed.count;
     }
     if (found.length > 0) {
@@ -239,7 +223,7 @@ export class Journal {
     }
     if (untaken) this.held.pruneReady();
     for (const segment of emptied) {
-      void this.enqueue(() => this.deleteSegment(segment));
+      void this.enqueue(() => this.segments.remove(segment));
     }
     if (this.ackBuffer.size > 0 && !this.closed) {
       this.ackJob ??= new Promise<void>((ready) => setImmediate(ready)).then(() => this.enqueue(() => this.writeAcks()));
@@ -289,18 +273,7 @@ export class Journal {
     this.closed = true;
     await this.appendJob;
     await this.enqueue(() => this.writeAcks());
-    await this.enqueue(async () => {
-      const active = this.active;
-      this.active = undefined;
-      if (active === undefined) return;
-      await active.handle?.close();
-      active.handle = undefined;
-      active.sealed = true;
-      if (active.unconfirmed.count === 0) {
-        this.segments.delete(active.seq);
-        await this.deleteSegment(active);
-      }
-    });
+    await this.enqueue(() => this.segments.closeActive());
   }
 
   // ---------------------------------------------------------------- memory
@@ -384,13 +357,13 @@ export class Journal {
   private async writeChunk(batch: readonly PendingAppend[], from: number): Promise<number> {
     let segment: Segment | undefined;
     try {
-      const target = await this.activeSegment();
+      const target = await this.segments.appendTarget();
       segment = target;
       const first = target.nextOrdinal;
       let text = target.tainted ? '\n' : '';
       let end = from;
       // Sizes in UTF-16 units: close enough to bytes for a rotation threshold.
-      while (end < batch.length && (end === from || target.bytes + text.length < this.segmentMaxBytes)) {
+      while (end < batch.length && (end === from || target.bytes + text.length < this.segments.maxBytes)) {
         text += `R ${first + end - from} ${(batch[end] as PendingAppend).json}\n`;
         end++;
       }
@@ -427,7 +400,7 @@ export class Journal {
     } catch (err) {
       if (segment !== undefined) {
         segment.tainted = true;
-        await this.sealActive().catch(() => undefined);
+        await this.segments.sealActive().catch(() => undefined);
       }
       const failed = batch.length - from;
       this.appending -= failed;
@@ -455,57 +428,6 @@ export class Journal {
         // Harmless for correctness: those records are written again after a restart and conflict.
         this.logger.warn({ segment: segment.path, records: ordinals.length, err: (err as Error).message }, 'writing journal confirmations failed');
       }
-    }
-  }
-
-  private async activeSegment(): Promise<Segment> {
-    if (this.active !== undefined && this.active.bytes >= this.segmentMaxBytes) await this.sealActive();
-    if (this.active !== undefined) return this.active;
-    const seq = this.nextSeq++;
-    const path = join(this.dir, segmentFileName(seq));
-    const handle = await open(path, 'ax').catch((err: unknown) => {
-      throw new Error(`creating journal segment ${path}: ${(err as Error).message}`, { cause: err });
-    });
-    if (this.sync) await syncDirectory(this.dir);
-    const segment: Segment = {
-      seq,
-      path,
-      nextOrdinal: 0,
-      bytes: 0,
-      unconfirmed: new Bits(),
-      sealed: false,
-      tainted: false,
-      handle,
-    };
-    this.segments.set(seq, segment);
-    this.active = segment;
-    return segment;
-  }
-
-  private async sealActive(): Promise<void> {
-    const segment = this.active;
-    if (segment === undefined) return;
-    this.active = undefined;
-    segment.sealed = true;
-    const handle = segment.handle;
-    segment.handle = undefined;
-    await handle?.close();
-    if (segment.unconfirmed.count === 0) {
-      this.segments.delete(segment.seq);
-      this.ackBuffer.delete(segment.seq);
-      await this.deleteSegment(segment);
-    }
-  }
-
-  private async deleteSegment(segment: Segment): Promise<void> {
-    try {
-      await segment.handle?.close();
-      segment.handle = undefined;
-      await unlink(segment.path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      // Left behind, it is re-read at the next start and its records (all confirmed) conflict.
-      this.logger.warn({ segment: segment.path, err: (err as Error).message }, 'deleting a confirmed journal segment failed');
     }
   }
 }

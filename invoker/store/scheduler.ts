@@ -27,7 +27,7 @@ import type { CorruptRecord, DeadLetter, JournalRecord, RecordRef } from './reco
 
 export type WriteFailureKind = 'request' | 'document' | 'rejected';
 
-/** What the writer reports to metrics; InvokerMetrics adapts to it in main.ts. */
+/** What the writer reports to metrics; InvokerMetrics is adapted to it in invoker/invoker.ts. */
 export interface ActivationWriterMetrics {
   /** A `_bulk_docs` call was answered; it carried `docs` records. */
   batchWritten(docs: number): void;

@@ -7,7 +7,7 @@ import { ActionNotFoundError, type ActionDocument, type ActionStore } from '../s
  * `resolveKind` maps a document's kind to the one the runtime manifest runs
  * (`nodejs:default` -> the family's default kind, as upstream's Exec reader
  * does through ExecManifest.resolveDefaultRuntime), so that the pool, the
- * prewarmed containers and the activation's `kind` annotation see the real
+ * stem cells and the activation's `kind` annotation see the real
  * kind. Unknown kinds pass unchanged and fail later as unprovisionable.
  */
 export function storeActionSource(store: ActionStore, resolveKind: (kind: string) => string = (kind) => kind): ActionSource {

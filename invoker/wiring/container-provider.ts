@@ -1,6 +1,6 @@
 /**
  * Adapts the Docker layer to what the pool declares it needs: the pool speaks
- * of prewarm flags and `<path>/<name>` action names, the factory of labels.
+ * of stem cell flags and `<path>/<name>` action names, the factory of labels.
  */
 import type { ActionContainer, ContainerFactory } from '../docker/index.js';
 import type { ContainerProvider, ContainerSpec } from '../pool/types.js';
@@ -9,7 +9,7 @@ export function dockerContainerProvider(factory: ContainerFactory): ContainerPro
   return {
     create(spec: ContainerSpec): Promise<ActionContainer> {
       const action =
-        spec.prewarm || spec.actionName === undefined ? undefined : splitActionName(spec.namespace ?? '', spec.actionName);
+        spec.stemCell || spec.actionName === undefined ? undefined : splitActionName(spec.namespace ?? '', spec.actionName);
       return factory.create({
         image: spec.image,
         kind: spec.kind,

@@ -9,7 +9,7 @@ import t, { type Test } from 'tap';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import nano from 'nano';
-import { ActivationWriter, type ActivationRecord, type ActivationWriterOptions } from '../../../invoker/store/activation-writer.js';
+import { ActivationWriter, type StoredRecord, type ActivationWriterOptions } from '../../../invoker/store/activation-writer.js';
 import { silentLogger } from '../../../invoker/telemetry/logger.js';
 import { testEnvironment, uniqueName } from '../../helpers/env.js';
 import { activationRecord, contents, destroyDb, freePort, tempDir, waitFor } from './couch-helpers.js';
@@ -84,7 +84,7 @@ t.test('a permanently rejected record goes to the dead-letter file and does not 
   await w.start();
   const good = Array.from({ length: 40 }, (_, i) => activationRecord('guest', i));
   // CouchDB reserves ids starting with "_"; pouchdb-server refuses the whole _bulk_docs call for it.
-  const bad: ActivationRecord = { ...activationRecord('guest', 999), _id: '_illegal/0123' };
+  const bad: StoredRecord = { ...activationRecord('guest', 999), _id: '_illegal/0123' };
   await Promise.all([...good.slice(0, 20), bad, ...good.slice(20)].map((r) => w.store(r)));
   t.same(await w.flush({ timeoutMs: 30_000 }), { complete: true, pending: 0 });
   const stored = await contents(env.couchdbUrl, db);

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ActivationRecord } from '../../../invoker/store/activation-writer.js';
+import type { StoredRecord } from '../../../invoker/store/activation-writer.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const pouchdbServerBin = join(repoRoot, 'node_modules/pouchdb-server/bin/pouchdb-server');
@@ -156,10 +156,10 @@ export class CountingProxy {
 }
 
 /** An activation record shaped like upstream's (wire spec section 6), padded to about `bytes`. */
-export function activationRecord(namespace: string, index: number, bytes = 600): ActivationRecord {
+export function activationRecord(namespace: string, index: number, bytes = 600): StoredRecord {
   const activationId = `${index.toString(16).padStart(8, '0')}${'a'.repeat(24)}`;
   const now = Date.now();
-  const record: ActivationRecord = {
+  const record: StoredRecord = {
     _id: `${namespace}/${activationId}`,
     entityType: 'activation',
     updated: now,

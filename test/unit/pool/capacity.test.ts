@@ -227,7 +227,7 @@ t.test('randomized: memory never exceeds user memory under many concurrent acqui
       pauseGraceMs: 3,
       idleTimeoutMs: 30,
       stemCells: [{ kind: 'nodejs:20', image: 'whisk/action-nodejs-v20:local', memoryMb: 256, count: 1 }],
-      prewarmBackoff: { initialMs: 1, maxMs: 5 },
+      stemCellBackoff: { initialMs: 1, maxMs: 5 },
     });
     provider.delays = { create: 0, pause: 2, unpause: 2, destroy: 2 };
     provider.createDelay = () => Math.floor(random() * 8);

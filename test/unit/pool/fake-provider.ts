@@ -32,7 +32,7 @@ export class FakeContainer implements PoolContainer {
     this.provider = provider;
     this.spec = spec;
     this.id = `fake-${n.toString(16).padStart(12, '0')}`;
-    this.name = `wsk-fake-${n}${spec.prewarm ? `-prewarm-${spec.kind}` : ''}`;
+    this.name = `wsk-fake-${n}${spec.stemCell ? `-prewarm-${spec.kind}` : ''}`;
   }
 
   async pause(): Promise<void> {
@@ -81,7 +81,7 @@ export class FakeProvider implements ContainerProvider<FakeContainer> {
   }
 
   async create(spec: ContainerSpec): Promise<FakeContainer> {
-    const label = `create:${spec.kind}/${spec.memoryMb}${spec.prewarm ? '/prewarm' : ''}`;
+    const label = `create:${spec.kind}/${spec.memoryMb}${spec.stemCell ? '/prewarm' : ''}`;
     this.events.push({ op: 'create', name: label, outcome: 'start' });
     this.liveMb += spec.memoryMb;
     this.peakLiveMb = Math.max(this.peakLiveMb, this.liveMb);

@@ -3,7 +3,7 @@
  * the three exec families, attachment references, and what is malformed.
  */
 import t from 'tap';
-import { DEFAULT_ACTION_LIMITS, parseActionDocument } from '../../../invoker/store/action-store.js';
+import { DEFAULT_ACTION_LIMITS, parseActionDocument } from '../../../invoker/store/action-document.js';
 import { largeTextCode, upstreamActionDocument, zipCode } from '../../fixtures/upstream-action-docs.js';
 
 function upstream(overrides: Record<string, unknown> = {}): Record<string, unknown> {

@@ -17,8 +17,8 @@ t.test('start() creates the configured stem cells in the background', async (t) 
   await until(() => pool.totals().byState.prewarm === 2, 1000, 'two prewarm');
   const specs = provider.containers.map((c) => c.spec);
   t.same(specs, [
-    { kind: KIND, image: IMAGE, memoryMb: 256, concurrency: 1, prewarm: true },
-    { kind: KIND, image: IMAGE, memoryMb: 256, concurrency: 1, prewarm: true },
+    { kind: KIND, image: IMAGE, memoryMb: 256, concurrency: 1, stemCell: true },
+    { kind: KIND, image: IMAGE, memoryMb: 256, concurrency: 1, stemCell: true },
   ]);
   t.same(
     pool.snapshot().containers.map((c) => [c.state, c.origin, c.inFlight]),
@@ -106,7 +106,7 @@ t.test('stem cells are evictable (oldest first) and come back when memory frees'
 });
 
 t.test('stem cell creation failures are logged and retried with backoff, not fatal', async (t) => {
-  const { pool, provider } = makePool(t, { stemCells: stem(1), prewarmBackoff: { initialMs: 20, maxMs: 40 } });
+  const { pool, provider } = makePool(t, { stemCells: stem(1), stemCellBackoff: { initialMs: 20, maxMs: 40 } });
   provider.createFailures.push(new Error('pull failed'), new Error('pull failed again'));
   const started = Date.now();
   pool.start();
