@@ -10,7 +10,6 @@
  * progresses, so an unexpected exception anywhere still yields a truthful
  * record and a completion rather than a controller left waiting.
  */
-import type { Tracer } from '@opentelemetry/api';
 import {
   ACTION_NOT_FETCHED,
   ACTION_NOT_FOUND,
@@ -25,20 +24,15 @@ import {
   runBody,
   storesActivations,
   whiskError,
-  type ActivationDocument,
   type ActivationMessage,
   type ActivationResponse,
   type ControllerInstanceId,
-  type InvokerInstanceId,
   type RawJson,
-  type ParameterDecryptor,
   type RuntimeAction,
   type TransactionId,
   type WhiskActivation,
 } from '../../protocol/index.js';
-import type { AcquireRequest, Lease, PoolContainer } from '../pool/types.js';
-import type { Logger } from '../telemetry/logger.js';
-import type { InvokerMetrics } from '../telemetry/metrics.js';
+import type { Lease } from '../pool/types.js';
 import { ActivationTrace, parentContext } from '../telemetry/tracing.js';
 import type {
   ActivationOutcome,
@@ -47,70 +41,11 @@ import type {
   RejectingActivationHandler,
 } from './activation-handler.js';
 import { ActivationRecord } from './activation-record.js';
-import { brokenContainer, classifyInit, classifyRun, containerSuspect, type RuntimeResult } from './classify.js';
+import type { ExecutableAction, InvocationCoreDeps, RunnableContainer } from './core-ports.js';
+import { brokenContainer, classifyInit, classifyRun, containerSuspect } from './classify.js';
 import { answersInFull, answerTransid, completionBytes, systemErrorActivation, unreadableMessageError } from './system-error.js';
 
-/** An action as the core needs it; the store's documents are adapted to this in wiring/action-source.ts. */
-export interface ExecutableAction {
-  namespace: string;
-  name: string;
-  version: string;
-  kind: string;
-  /** Set for blackbox actions: the user's image. */
-  image?: string;
-  code?: string;
-  binary: boolean;
-  main?: string;
-  limits: { timeoutMs: number; memoryMb: number; logsMb: number; concurrency: number };
-  annotations: RuntimeAction['annotations'];
-  /** Sequences are composed by the controller; an invoker cannot run one. */
-  isSequence: boolean;
-}
-
-export interface ActionSource {
-  /** 'not-found' for a missing or deleted action; rejects when the store cannot answer. */
-  get(action: { path: string; name: string }, revision: string | null): Promise<ExecutableAction | 'not-found'>;
-}
-
-export interface RecordSink {
-  /** Resolves once the record is durable (journaled); CouchDB confirms later. */
-  store(document: ActivationDocument): Promise<void>;
-}
-
-/** The container operations the core drives, beyond what the pool needs. */
-export interface RunnableContainer extends PoolContainer {
-  init(body: string, timeoutMs: number): Promise<RuntimeResult>;
-  run(body: string, timeoutMs: number): Promise<RuntimeResult>;
-  /** `activationId` names the log in a container that runs several activations at once. */
-  beginActivation(options?: { limitBytes?: number; activationId?: string }): void;
-  collectLogs(options?: { limitBytes?: number; activationId?: string }): Promise<{ lines: string[]; complete: boolean }>;
-  inspectExit(): Promise<{ oomKilled: boolean }>;
-}
-
-export interface ContainerSource<C extends RunnableContainer> {
-  acquire(request: AcquireRequest): Promise<Lease<C>>;
-}
-
-export interface ImageSource {
-  /** The image of a managed kind; undefined when this invoker does not know the kind. */
-  imageFor(kind: string): string | undefined;
-  /** Makes a blackbox image present locally (pull). */
-  ensureImage(image: string): Promise<void>;
-}
-
-export interface InvocationCoreDeps<C extends RunnableContainer> {
-  instance: InvokerInstanceId;
-  actions: ActionSource;
-  containers: ContainerSource<C>;
-  images: ImageSource;
-  records: RecordSink;
-  decryptor: ParameterDecryptor | undefined;
-  payloadLimitBytes: number;
-  metrics: InvokerMetrics;
-  tracer: Tracer;
-  logger: Logger;
-  clock?: () => number;
-}
+export type { ActionSource, ContainerSource, ExecutableAction, ImageSource, InvocationCoreDeps, RecordSink, RunnableContainer } from './core-ports.js';
 
 /** An ended activation, however it came to end, as `finish` stores and answers it. */
 interface EndedActivation {

@@ -6,13 +6,19 @@
  * and pings, then probes the broker so readiness can report an outage without
  * a broker call on the probe's path.
  */
-import type { Admin } from 'kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
 import { HEALTH_CHECK_TIMEOUT_MS, runCheck } from '../health/check.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { KafkaSide } from './index.js';
+
+/** What joining needs of the Kafka side (index.ts's KafkaSide has it). */
+export interface JoinableSide {
+  readonly kafka: Kafka;
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
 
 export interface KafkaJoinOptions {
-  side: Pick<KafkaSide, 'kafka' | 'start' | 'close'>;
+  side: JoinableSide;
   logger: Logger;
   /** How often the broker is asked whether it answers once joined. Default HEALTH_CHECK_TIMEOUT_MS. */
   probeIntervalMs?: number;

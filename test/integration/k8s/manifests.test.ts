@@ -15,7 +15,6 @@ import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { controllerVariables, expandInvokerUrl } from '../../../controller-lb/config.js';
 import { INVOKER_SETTINGS, loadInvokerConfig } from '../../../invoker/config/config.js';
-import { DEFAULT_DOCKER_TIMEOUTS } from '../../../invoker/docker/index.js';
 import { shutdownBoundMs } from '../../../invoker/invoker.js';
 import { manifestImages } from '../../../invoker/prepull.js';
 import { parseRuntimeManifest } from '../../../invoker/runtime-manifest.js';
