@@ -6,22 +6,11 @@
  */
 import t from 'tap';
 import { createServer } from 'node:net';
-import { Writable } from 'node:stream';
 import { startInvoker } from '../../../invoker/invoker.js';
 import { ComponentStartError } from '../../../invoker/lifecycle.js';
-import { createLogger } from '../../../invoker/telemetry/logger.js';
 import { InvokerTestbed } from '../../helpers/invoker-harness.js';
+import { captureLogger } from '../../helpers/log-capture.js';
 
-function capture() {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { lines, logger: createLogger({ level: 'info', destination: stream }) };
-}
 
 t.test('the HTTP port is taken: the start fails naming the HTTP server, and unwinds', async (t) => {
   const bed = new InvokerTestbed(t);
@@ -32,7 +21,7 @@ t.test('the HTTP port is taken: the start fails naming the HTTP server, and unwi
   const address = blocker.address();
   if (address === null || typeof address === 'string') throw new Error('no port');
 
-  const { lines, logger } = capture();
+  const { lines, logger } = captureLogger();
   const error = await startInvoker(bed.config({ INVOKER_HTTP_PORT: String(address.port) }), { logger }).then(
     () => undefined,
     (e: unknown) => e,

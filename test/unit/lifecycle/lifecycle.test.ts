@@ -3,21 +3,10 @@
  * unwinds what came up, and a stop that fails or hangs does not hold the rest.
  */
 import t from 'tap';
-import { Writable } from 'node:stream';
 import { ComponentStartError, Lifecycle, type LifecycleComponent } from '../../../invoker/lifecycle.js';
-import { createLogger, silentLogger } from '../../../invoker/telemetry/logger.js';
+import { silentLogger } from '../../../invoker/telemetry/logger.js';
+import { captureLogger } from '../../helpers/log-capture.js';
 
-/** A logger writing into an array of parsed lines. */
-function capture() {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { lines, logger: createLogger({ level: 'info', destination: stream }) };
-}
 
 /** Components that record their starts and stops in one shared list. */
 function recorded(names: string[], events: string[], overrides: Record<string, Partial<LifecycleComponent>> = {}): LifecycleComponent[] {
@@ -74,7 +63,7 @@ t.test('components without a start or a stop take their place in the order', asy
 
 t.test('a failed start stops exactly what started, in reverse, and names the component', async (t) => {
   const events: string[] = [];
-  const { lines, logger } = capture();
+  const { lines, logger } = captureLogger();
   const lifecycle = new Lifecycle(
     recorded(['store', 'records', 'http', 'pool'], events, {
       http: {
@@ -104,7 +93,7 @@ t.test('a failed start stops exactly what started, in reverse, and names the com
 
 t.test('a failed start still rethrows when the unwind itself fails', async (t) => {
   const events: string[] = [];
-  const { lines, logger } = capture();
+  const { lines, logger } = captureLogger();
   const lifecycle = new Lifecycle(
     recorded(['a', 'b', 'c'], events, {
       b: { stop: () => Promise.reject(new Error('b will not stop')) },
@@ -119,7 +108,7 @@ t.test('a failed start still rethrows when the unwind itself fails', async (t) =
 
 t.test('a stop that fails is logged and the stop goes on', async (t) => {
   const events: string[] = [];
-  const { lines, logger } = capture();
+  const { lines, logger } = captureLogger();
   const lifecycle = new Lifecycle(
     recorded(['a', 'b', 'c'], events, {
       b: {
@@ -142,7 +131,7 @@ t.test('a stop that fails is logged and the stop goes on', async (t) => {
 
 t.test('a stop that overruns its limit is logged and left behind; the stop goes on', async (t) => {
   const events: string[] = [];
-  const { lines, logger } = capture();
+  const { lines, logger } = captureLogger();
   let release: () => void = () => undefined;
   const lifecycle = new Lifecycle(
     recorded(['a', 'b', 'c'], events, {
@@ -166,7 +155,7 @@ t.test('a stop that overruns its limit is logged and left behind; the stop goes 
 
 t.test('a stop within its limit is waited for and not logged', async (t) => {
   const events: string[] = [];
-  const { lines, logger } = capture();
+  const { lines, logger } = captureLogger();
   const lifecycle = new Lifecycle(
     recorded(['a', 'b'], events, {
       b: {

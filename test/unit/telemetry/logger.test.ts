@@ -1,23 +1,12 @@
-import { Writable } from 'node:stream';
 import t from 'tap';
 import { createLogger, wideEventLogger } from '../../../invoker/telemetry/logger.js';
+import { captureLines } from '../../helpers/log-capture.js';
 
-/** A logger writing into an array of parsed lines. */
-function capture(): { lines: Array<Record<string, unknown>>; stream: Writable } {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { lines, stream };
-}
 
 const SECRET = '23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZ';
 
 t.test('the invoker logger redacts secrets at depth (message, identity, headers)', async (t) => {
-  const { lines, stream } = capture();
+  const { lines, stream } = captureLines();
   const logger = createLogger({ level: 'info', destination: stream });
   logger.info({ msg: { user: { authkey: { api_key: SECRET } }, content: { password: SECRET } } }, 'a message');
   logger.info({ identity: { authkey: { api_key: SECRET } } }, 'an identity');
@@ -28,7 +17,7 @@ t.test('the invoker logger redacts secrets at depth (message, identity, headers)
 });
 
 t.test('the wide-event logger keeps the event and redacts secret-named top-level keys', async (t) => {
-  const { lines, stream } = capture();
+  const { lines, stream } = captureLines();
   const wide = wideEventLogger(createLogger({ level: 'info', destination: stream }), { component: 'activation' });
   const event = { event: 'activation', activationId: 'a1', action: 'guest/hello', request: { 'X-Request-Id': 'r1' }, statusCode: 0 };
   wide.info(event, 'activation finished');
