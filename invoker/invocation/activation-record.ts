@@ -19,12 +19,10 @@ import {
   type Annotation,
   type WhiskActivation,
 } from '../../protocol/index.js';
+import type { ExecutableAction } from './core-ports.js';
 
-interface ActionFacts {
-  version: string;
-  kind: string;
-  limits: { timeoutMs: number; memoryMb: number; logsMb: number; concurrency: number };
-}
+/** What the record says about the action: its version, kind and limits. */
+type ActionFacts = Pick<ExecutableAction, 'version' | 'kind' | 'limits'>;
 
 export class ActivationRecord {
   private response: ActivationResponse = whiskError(FAILED_TO_PROVISION);

@@ -11,21 +11,21 @@ import type { Logger } from '../telemetry/logger.js';
 import type { InvokerMetrics } from '../telemetry/metrics.js';
 import type { RuntimeResult } from './classify.js';
 
-/** An action as the core needs it; the store's documents are adapted to this in wiring/action-source.ts. */
+/**
+ * An action as the core needs it, built from the store's document
+ * (wiring/action-source.ts): what the pool and the record need, and
+ * `runtime`, the action as /init receives it.
+ */
 export interface ExecutableAction {
   namespace: string;
-  name: string;
   version: string;
   kind: string;
   /** Set for blackbox actions: the user's image. */
   image?: string;
-  code?: string;
-  binary: boolean;
-  main?: string;
   limits: { timeoutMs: number; memoryMb: number; logsMb: number; concurrency: number };
-  annotations: RuntimeAction['annotations'];
   /** Sequences are composed by the controller; an invoker cannot run one. */
   isSequence: boolean;
+  runtime: RuntimeAction;
 }
 
 export interface ActionSource {

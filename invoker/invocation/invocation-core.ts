@@ -28,7 +28,6 @@ import {
   type ActivationResponse,
   type ControllerInstanceId,
   type RawJson,
-  type RuntimeAction,
   type TransactionId,
   type WhiskActivation,
 } from '../../protocol/index.js';
@@ -58,6 +57,21 @@ interface EndedActivation {
   full: boolean;
   /** See ActivationOutcome.retryUntil. */
   retryUntil?: number;
+}
+
+/** The wide event: one `activation finished` line per activation, filled in as it runs. */
+type WideEvent = Record<string, unknown>;
+
+/** What one activation carries through the core, from receipt to `finish`. */
+interface Activation {
+  readonly request: ActivationRequest;
+  readonly record: ActivationRecord;
+  readonly trace: ActivationTrace;
+  readonly event: WideEvent;
+  /** Fires when the invoker ends the activation early (`abortInFlight`). */
+  readonly signal: AbortSignal;
+  /** Moved once to a fresh container after a warm one refused the run. */
+  retriedOnFreshContainer: boolean;
 }
 
 /** Raised inside the core to end the activation early with a given response. */
@@ -152,7 +166,7 @@ export class InvocationCore<C extends RunnableContainer> implements RejectingAct
         ...(identity.namespace === undefined ? {} : { 'whisk.namespace': identity.namespace }),
         'whisk.transport': transport,
       });
-      const event: Record<string, unknown> = {
+      const event: WideEvent = {
         event: 'activation',
         activationId,
         ...(identity.transid === undefined ? {} : { transid: identity.transid.id }),
@@ -169,7 +183,7 @@ export class InvocationCore<C extends RunnableContainer> implements RejectingAct
         stored: identity.namespace !== undefined,
         full: answersInFull(input),
       };
-      return this.finish(ended, rejection, trace, event);
+      return this.finish(ended, rejection, { trace, event });
     });
   }
 
@@ -202,7 +216,7 @@ export class InvocationCore<C extends RunnableContainer> implements RejectingAct
         'whisk.transport': request.transport,
       },
     );
-    const event: Record<string, unknown> = {
+    const event: WideEvent = {
       event: 'activation',
       activationId: message.activationId,
       transid: message.transid.id,
@@ -213,9 +227,10 @@ export class InvocationCore<C extends RunnableContainer> implements RejectingAct
       ...(request.requestTags && Object.keys(request.requestTags).length > 0 ? { request: request.requestTags } : {}),
     };
     const abort = new AbortController();
+    const activation: Activation = { request, record, trace, event, signal: abort.signal, retriedOnFreshContainer: false };
     this.executing.add(abort);
     try {
-      await untilAborted(this.execute(request, record, trace, event, abort.signal), abort.signal);
+      await untilAborted(this.execute(activation), abort.signal);
     } catch (error) {
       if (abort.signal.aborted) {
         event.reason = `${(abort.signal.reason as Error).message}: ended as a system error during ${trace.currentPhase() ?? 'its preparation'}`;
@@ -238,16 +253,11 @@ export class InvocationCore<C extends RunnableContainer> implements RejectingAct
       // The controller gives up on the activation this long after it sent it (upstream's formula).
       retryUntil: message.transid.start + forcedCompletionDelayMs(record.timeLimitMs() ?? 0),
     };
-    return this.finish(ended, request, trace, event, { waitMs: record.waitMs(), initMs: record.initMs() });
+    return this.finish(ended, request, activation, { waitMs: record.waitMs(), initMs: record.initMs() });
   }
 
-  private async execute(
-    request: ActivationRequest,
-    record: ActivationRecord,
-    trace: ActivationTrace,
-    event: Record<string, unknown>,
-    signal: AbortSignal,
-  ): Promise<void> {
+  private async execute(activation: Activation): Promise<void> {
+    const { request, record, trace, event, signal } = activation;
     const { message } = request;
     const content = this.decrypt(message);
     const action = await trace.phase('fetch', () => this.fetchAction(message));
@@ -262,9 +272,10 @@ export class InvocationCore<C extends RunnableContainer> implements RejectingAct
       event.origin = lease.origin;
       event.container = lease.container.name;
       this.deps.metrics.containerStarts.inc({ origin: lease.origin });
-      const retry = await this.runOn(lease, message, action, content, record, trace, event, signal);
+      const retry = await this.runOn(activation, lease, action, content);
       if (!retry) return;
       // A warm container that refused the run is broken, not the action: once, on a fresh one.
+      activation.retriedOnFreshContainer = true;
       event.retriedOnFreshContainer = true;
       fresh = true;
     }
@@ -335,8 +346,7 @@ export class InvocationCore<C extends RunnableContainer> implements RejectingAct
         memoryMb: action.limits.memoryMb,
         concurrency: action.limits.concurrency,
         fresh,
-        namespace: message.user.namespace.name,
-        actionName: `${message.action.path}/${message.action.name}`,
+        action: { namespace: message.user.namespace.name, path: message.action.path, name: message.action.name },
       });
     } catch (error) {
       // Queue full, action larger than the invoker, create failure: the platform could not run it.
@@ -345,27 +355,13 @@ export class InvocationCore<C extends RunnableContainer> implements RejectingAct
   }
 
   /** Returns true when the activation should be retried on a fresh container. */
-  private async runOn(
-    lease: Lease<C>,
-    message: ActivationMessage,
-    action: ExecutableAction,
-    content: RawJson | undefined,
-    record: ActivationRecord,
-    trace: ActivationTrace,
-    event: Record<string, unknown>,
-    signal: AbortSignal,
-  ): Promise<boolean> {
+  private async runOn(activation: Activation, lease: Lease<C>, action: ExecutableAction, content: RawJson | undefined): Promise<boolean> {
+    const { record, trace, event, signal } = activation;
+    const { message } = activation.request;
     const container = lease.container;
     const timeoutMs = action.limits.timeoutMs;
     const logLimitBytes = action.limits.logsMb * 1024 * 1024;
-    const runtimeAction: RuntimeAction = {
-      name: action.name,
-      binary: action.binary,
-      ...(action.main !== undefined ? { main: action.main } : {}),
-      ...(action.code !== undefined ? { code: action.code } : {}),
-      annotations: action.annotations,
-      version: action.version,
-    };
+    const runtimeAction = action.runtime;
     let keep = false;
     try {
       // Aborted (shutdown) while acquiring: the activation has been answered, do not start it.
@@ -386,7 +382,7 @@ export class InvocationCore<C extends RunnableContainer> implements RejectingAct
         const failure = classifyInit(initResult, timeoutMs, exit);
         if (failure) {
           record.respond(failure, initResult.kind === 'timeout');
-          record.setLogs((await this.collectLogs(container, activationId, logLimitBytes, trace)).lines);
+          record.setLogs((await this.collectLogs(activation, container, logLimitBytes)).lines);
           event.phase = 'init';
           return false;
         }
@@ -402,14 +398,14 @@ export class InvocationCore<C extends RunnableContainer> implements RejectingAct
       );
       const runEnd = this.now();
       this.deps.metrics.runSeconds.observe((runEnd - runStart) / 1000);
-      if (lease.origin === 'warm' && !event.retriedOnFreshContainer && brokenContainer(runResult)) {
+      if (lease.origin === 'warm' && !activation.retriedOnFreshContainer && brokenContainer(runResult)) {
         event.brokenWarmContainer = container.name;
         return true;
       }
       const exit = runResult.kind === 'connection-failed' ? await container.inspectExit().catch(() => undefined) : undefined;
       const response = classifyRun(runResult, timeoutMs, this.deps.payloadLimitBytes, exit);
       record.ran(runEnd, response, runResult.kind === 'timeout');
-      const logs = await this.collectLogs(container, activationId, logLimitBytes, trace);
+      const logs = await this.collectLogs(activation, container, logLimitBytes);
       record.setLogs(logs.lines);
       keep = logs.complete && !containerSuspect(response) && !signal.aborted;
       event.logsComplete = logs.complete;
@@ -419,14 +415,10 @@ export class InvocationCore<C extends RunnableContainer> implements RejectingAct
     }
   }
 
-  private async collectLogs(
-    container: C,
-    activationId: string,
-    limitBytes: number,
-    trace: ActivationTrace,
-  ): Promise<{ lines: string[]; complete: boolean }> {
+  private async collectLogs(activation: Activation, container: C, limitBytes: number): Promise<{ lines: string[]; complete: boolean }> {
     const start = this.now();
-    const logs = await trace.phase('logs', () => container.collectLogs({ limitBytes, activationId }));
+    const activationId = activation.request.message.activationId;
+    const logs = await activation.trace.phase('logs', () => container.collectLogs({ limitBytes, activationId }));
     this.deps.metrics.logCollectionSeconds.observe((this.now() - start) / 1000);
     return logs;
   }
@@ -439,8 +431,7 @@ export class InvocationCore<C extends RunnableContainer> implements RejectingAct
   private async finish(
     ended: EndedActivation,
     request: Pick<ActivationRequest, 'transport' | 'receivedAt'>,
-    trace: ActivationTrace,
-    event: Record<string, unknown>,
+    { trace, event }: Pick<Activation, 'trace' | 'event'>,
     timing: { waitMs?: number; initMs?: number | undefined } = {},
   ): Promise<ActivationOutcome> {
     const { activation } = ended;

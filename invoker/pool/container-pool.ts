@@ -229,8 +229,7 @@ export class ContainerPool<C extends PoolContainer> extends PoolContainers<C> {
       concurrency: request.concurrency,
       stemCell: false,
     };
-    if (request.namespace !== undefined) spec.namespace = request.namespace;
-    if (request.actionName !== undefined) spec.actionName = request.actionName;
+    if (request.action !== undefined) spec.action = request.action;
     slot.created = this.createForRequest(slot, pending, spec, waitFor);
   }
 

@@ -27,8 +27,14 @@ export interface ContainerSpec {
   /** True for a stem cell created ahead of demand (naming, labels). */
   stemCell: boolean;
   /** Present for a cold start on behalf of an action (naming, labels). */
-  namespace?: string;
-  actionName?: string;
+  action?: ActionName;
+}
+
+/** Whose action a container is created for: the invoking namespace, the action's path and name. */
+export interface ActionName {
+  namespace: string;
+  path: string;
+  name: string;
 }
 
 export interface ContainerProvider<C extends PoolContainer> {
@@ -72,8 +78,7 @@ export interface AcquireRequest {
   /** Skip warm containers and stem cells: retry on a fresh container after a broken warm one. */
   fresh?: boolean;
   /** Passed to ContainerSpec on a cold start. */
-  namespace?: string;
-  actionName?: string;
+  action?: ActionName;
 }
 
 export type ReleaseDisposition = 'reuse' | 'destroy';

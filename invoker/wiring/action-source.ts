@@ -25,35 +25,31 @@ export function storeActionSource(store: ActionStore, resolveKind: (kind: string
 
 function executable(doc: ActionDocument, resolveKind: (kind: string) => string): ExecutableAction {
   const annotations: Annotation[] = doc.annotations.map(({ key, value }) => ({ key, value }));
-  const base = {
-    namespace: doc.namespace,
-    name: doc.name,
-    version: doc.version,
-    limits: doc.limits,
-    annotations,
-  };
+  const base = { namespace: doc.namespace, version: doc.version, limits: doc.limits };
+  const runtime = { name: doc.name, annotations, version: doc.version };
   const exec = doc.exec;
   switch (exec.type) {
     case 'sequence':
-      return { ...base, kind: exec.kind, binary: false, isSequence: true };
+      return { ...base, kind: exec.kind, isSequence: true, runtime: { ...runtime, binary: false } };
     case 'blackbox':
       return {
         ...base,
         kind: exec.kind,
         image: exec.image,
-        binary: exec.binary,
-        ...(exec.code !== undefined ? { code: exec.code } : {}),
-        ...(exec.main !== undefined ? { main: exec.main } : {}),
         isSequence: false,
+        runtime: {
+          ...runtime,
+          binary: exec.binary,
+          ...(exec.code !== undefined ? { code: exec.code } : {}),
+          ...(exec.main !== undefined ? { main: exec.main } : {}),
+        },
       };
     case 'code':
       return {
         ...base,
         kind: resolveKind(exec.kind),
-        code: exec.code,
-        binary: exec.binary,
-        ...(exec.main !== undefined ? { main: exec.main } : {}),
         isSequence: false,
+        runtime: { ...runtime, code: exec.code, binary: exec.binary, ...(exec.main !== undefined ? { main: exec.main } : {}) },
       };
   }
 }

@@ -139,14 +139,11 @@ function fixture(options: { action?: ExecutableAction | 'not-found' | Error; ori
 function action(overrides: Partial<ExecutableAction> = {}): ExecutableAction {
   return {
     namespace: 'guest',
-    name: 'hello',
     version: '0.0.1',
     kind: 'nodejs:20',
-    code: 'function main(p) { return { greeting: "hi" }; }',
-    binary: false,
     limits: { timeoutMs: 1000, memoryMb: 256, logsMb: 10, concurrency: 1 },
-    annotations: [],
     isSequence: false,
+    runtime: { name: 'hello', version: '0.0.1', code: 'function main(p) { return { greeting: "hi" }; }', binary: false, annotations: [] },
     ...overrides,
   };
 }
