@@ -35,7 +35,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel } from 'kafkajs';
 import { Pool } from 'undici';
 import {
   generateActivationId,
@@ -47,6 +47,7 @@ import {
 } from '../../protocol/index.js';
 import { freePort, InvokerTestbed, sleep } from '../helpers/invoker-harness.js';
 import { uniqueName } from '../helpers/env.js';
+import { testKafka } from '../helpers/kafka.js';
 
 if (process.env.TAP !== undefined) {
   process.stdout.write('1..0 # SKIP benchmark: run with node --import tsx test/bench/e2e.bench.ts\n');
@@ -107,7 +108,7 @@ async function runHttp(job: Extract<LoadJob, { mode: 'http' }>): Promise<LoadRes
 }
 
 async function runKafka(job: Extract<LoadJob, { mode: 'kafka' }>): Promise<LoadResult> {
-  const kafka = new Kafka({ clientId: 'e2e-bench', brokers: job.brokers, logLevel: logLevel.NOTHING });
+  const kafka = testKafka({ clientId: 'e2e-bench', brokers: job.brokers, logLevel: logLevel.NOTHING });
   const producer = kafka.producer({ allowAutoTopicCreation: true });
   const consumer = kafka.consumer({ groupId: uniqueName('bench-completed'), maxWaitTimeInMs: 10 });
   const waiting = new Map<string, () => void>();

@@ -14,7 +14,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel } from 'kafkajs';
+import { testKafka } from './kafka.js';
 
 export class FaultProxy {
   readonly #sockets = new Set<Socket>();
@@ -214,7 +215,7 @@ export class PrivateKafka {
 
   /** Whether the broker answers a metadata request with a controller, through the proxy. */
   async answers(): Promise<boolean> {
-    const kafka = new Kafka({ brokers: this.brokers, clientId: 'private-kafka-probe', logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 1000 });
+    const kafka = testKafka({ brokers: this.brokers, clientId: 'private-kafka-probe', logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 1000 });
     const admin = kafka.admin();
     try {
       await admin.connect();

@@ -8,8 +8,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel } from 'kafkajs';
 import { freePort } from './ports.js';
+import { testKafka } from '../helpers/kafka.js';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 
@@ -90,7 +91,7 @@ export class PrivateKafka {
   }
 
   async #answers(): Promise<boolean> {
-    const admin = new Kafka({ brokers: this.brokers, clientId: 'system-test-probe', logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 1000 }).admin();
+    const admin = testKafka({ brokers: this.brokers, clientId: 'system-test-probe', logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 1000 }).admin();
     try {
       await admin.connect();
       const cluster = await admin.describeCluster();

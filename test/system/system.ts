@@ -19,7 +19,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel } from 'kafkajs';
 import { request } from 'undici';
 import { createTopicManager, HEALTH_TOPIC } from '../../invoker/kafka/topics.js';
 import { silentLogger } from '../../invoker/telemetry/logger.js';
@@ -30,6 +30,7 @@ import { testEnvironment, uniqueName } from '../helpers/env.js';
 import { kafkaLibs, PrivateKafka, REPO_ROOT } from './kafka-broker.js';
 import { freePort, portIsFree } from './ports.js';
 import { TcpProxy } from './tcp-proxy.js';
+import { testKafka } from '../helpers/kafka.js';
 
 export const NAMESPACE = 'guest';
 export const AUTH = `Basic ${Buffer.from(`${GUEST_UUID}:${GUEST_KEY}`).toString('base64')}`;
@@ -157,7 +158,7 @@ export class SystemUnderTest {
    * which stops an invoker's start.
    */
   async #createTopics(): Promise<void> {
-    const kafka = new Kafka({ brokers: (this.kafka as PrivateKafka).brokers, clientId: 'system-test-setup', logLevel: logLevel.NOTHING });
+    const kafka = testKafka({ brokers: (this.kafka as PrivateKafka).brokers, clientId: 'system-test-setup', logLevel: logLevel.NOTHING });
     const topics = createTopicManager({ kafka, logger: silentLogger() });
     try {
       for (let attempt = 1; ; attempt++) {

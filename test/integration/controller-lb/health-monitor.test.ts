@@ -3,18 +3,19 @@
  * from readiness probes without Kafka.
  */
 import t from 'tap';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel } from 'kafkajs';
 import { serializePingMessage } from '../../../protocol/index.js';
 import { startKafkaHealthMonitor, startStaticHealthMonitor } from '../../../controller-lb/health-monitor.js';
 import { InvokerPool } from '../../../controller-lb/invoker-state.js';
 import { testEnvironment, uniqueName } from '../../helpers/env.js';
 import { capturingLogger, invokerId, sleep, until } from '../../unit/controller-lb/fixtures.js';
 import { refusedUrl, startFakeInvoker } from './fake-invoker.js';
+import { testKafka } from '../../helpers/kafka.js';
 
 const env = testEnvironment();
 
 t.test('Kafka pings: up on pings, down after the offline window, down when disabled', async (t) => {
-  const kafka = new Kafka({ brokers: env.kafkaBrokers, clientId: 'controller-lb-health-test', logLevel: logLevel.NOTHING });
+  const kafka = testKafka({ brokers: env.kafkaBrokers, clientId: 'controller-lb-health-test', logLevel: logLevel.NOTHING });
   const topic = uniqueName('health-lbtest');
   const controllerId = uniqueName('lbtest').replace(/[^a-zA-Z0-9._-]/g, '-');
   const admin = kafka.admin();

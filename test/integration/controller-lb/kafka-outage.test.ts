@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import fastify from 'fastify';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel } from 'kafkajs';
 import { InvokerPool } from '../../../controller-lb/invoker-state.js';
 import { KafkaPath } from '../../../controller-lb/kafka-path.js';
 import { KafkaUnavailableError, LoadBalancer } from '../../../controller-lb/load-balancer.js';
@@ -16,12 +16,13 @@ import { registerHealthRoute } from '../../../controller-lb/health-route.js';
 import { silentLogger } from '../../../invoker/telemetry/logger.js';
 import { PrivateKafka } from '../../helpers/fault-proxy.js';
 import { combined, FakePusher, helloAction, invokerId, message, settle, until } from '../../unit/controller-lb/fixtures.js';
+import { testKafka } from '../../helpers/kafka.js';
 
 const broker = await PrivateKafka.start();
 t.teardown(() => broker.destroy());
 
 t.test('Kafka cut: overflow refused, HTTP push continues, health degraded; back: overflow resumes', async (t) => {
-  const kafka = new Kafka({ brokers: broker.brokers, clientId: 'outage-test', logLevel: logLevel.NOTHING });
+  const kafka = testKafka({ brokers: broker.brokers, clientId: 'outage-test', logLevel: logLevel.NOTHING });
   const pool = new InvokerPool({ controllerCount: 1 });
   pool.recordPing(invokerId(0, 256), Date.now(), true, 'probe');
   const pusher = new FakePusher();

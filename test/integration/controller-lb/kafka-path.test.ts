@@ -4,18 +4,19 @@
  * caller and frees the slot.
  */
 import t from 'tap';
-import { Kafka, logLevel, type Consumer } from 'kafkajs';
+import { logLevel, type Consumer } from 'kafkajs';
 import { serializeAcknowledgement, serializeActivationMessage, type AcknowledgementMessage } from '../../../protocol/index.js';
 import { InvokerPool } from '../../../controller-lb/invoker-state.js';
 import { KafkaPath } from '../../../controller-lb/kafka-path.js';
 import { LoadBalancer } from '../../../controller-lb/load-balancer.js';
 import { testEnvironment, uniqueName } from '../../helpers/env.js';
 import { capturingLogger, combined, FakePusher, helloAction, invokerId, message, until } from '../../unit/controller-lb/fixtures.js';
+import { testKafka } from '../../helpers/kafka.js';
 
 const env = testEnvironment();
 
 t.test('overload -> invoker<N>; completed<C> -> caller answered, slot released', async (t) => {
-  const kafka = new Kafka({ brokers: env.kafkaBrokers, clientId: 'controller-lb-test', logLevel: logLevel.NOTHING });
+  const kafka = testKafka({ brokers: env.kafkaBrokers, clientId: 'controller-lb-test', logLevel: logLevel.NOTHING });
   // A unique invoker number (the pool fills 0..N-1 with placeholders that stay down) and controller id.
   const n = 2000 + Math.floor(Math.random() * 8000);
   const controllerId = uniqueName('lbtest').replace(/[^a-zA-Z0-9._-]/g, '-');

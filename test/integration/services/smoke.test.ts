@@ -5,14 +5,15 @@
  */
 import t from 'tap';
 import Docker from 'dockerode';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel } from 'kafkajs';
 import nano from 'nano';
 import { testEnvironment, uniqueName } from '../../helpers/env.js';
+import { testKafka } from '../../helpers/kafka.js';
 
 const env = testEnvironment();
 
 t.test('kafkajs produces and consumes through the real broker', async (t) => {
-  const kafka = new Kafka({ brokers: env.kafkaBrokers, clientId: 'smoke', logLevel: logLevel.NOTHING });
+  const kafka = testKafka({ brokers: env.kafkaBrokers, clientId: 'smoke', logLevel: logLevel.NOTHING });
   const topic = uniqueName('smoke');
   const admin = kafka.admin();
   await admin.connect();
