@@ -64,8 +64,13 @@ LABEL org.opencontainers.image.title="openwhisk-invoker-ts" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
 
+# --max-semi-space-size=8 (MiB): V8's young generation grows to 3x 16 MiB
+# under load by default; measured with test/bench/e2e.bench.ts, 8 MiB kept
+# the invoker's RSS after load at 145 MB instead of 182 MB with no rise in
+# CPU per activation beyond run-to-run noise (2 MiB: 132 MB, but more CPU).
 ENV PATH=/usr/local/bin:/usr/bin:/bin \
     NODE_ENV=production \
+    NODE_OPTIONS=--max-semi-space-size=8 \
     HOME=/tmp \
     INVOKER_JOURNAL_DIR=/var/lib/invoker/journal
 

@@ -251,7 +251,9 @@ async function startInvoker(): Promise<{ pid: number; origin: string }> {
   const port = await freePort();
   // BENCH_CPU_PROF=1: a V8 CPU profile of the invoker, written when it stops.
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, '.cache', 'bench', 'profiles')}`] : [];
-  const child = spawn(process.execPath, [...profile, 'dist/invoker/main.js'], {
+  // As the image runs it (the Dockerfile's NODE_OPTIONS).
+  const deployedFlags = ['--max-semi-space-size=8'];
+  const child = spawn(process.execPath, [...deployedFlags, ...profile, 'dist/invoker/main.js'], {
     cwd: ROOT,
     env: {
       ...process.env,
