@@ -20,9 +20,9 @@ import type { Logger } from '../telemetry/logger.js';
 import { BulkWriter } from './bulk-writer.js';
 import { BulkDocsClient, createCouchClient, redactUrl } from './couch.js';
 import { Journal } from './journal.js';
-import { Scheduler, type ActivationWriterHealth, type ActivationWriterMetrics, type FlushResult } from './scheduler.js';
+import { BatchScheduler, type ActivationWriterHealth, type ActivationWriterMetrics, type FlushResult } from './batch-scheduler.js';
 
-export type { ActivationWriterHealth, ActivationWriterMetrics, FlushResult, WriteFailureKind } from './scheduler.js';
+export type { ActivationWriterHealth, ActivationWriterMetrics, FlushResult, WriteFailureKind } from './batch-scheduler.js';
 
 /** An activation record as the store receives it (a CouchDB document built by the invoker); stored as is. */
 export type StoredRecord = { _id: string } & Record<string, unknown>;
@@ -104,7 +104,7 @@ export class ActivationWriter {
   private readonly writer: BulkWriter;
   private readonly bulk: BulkDocsClient;
   private journal: Journal | undefined;
-  private scheduler: Scheduler | undefined;
+  private scheduler: BatchScheduler | undefined;
   private starting = false;
   private closing: Promise<FlushResult> | undefined;
   private accepted = 0;
@@ -157,7 +157,7 @@ export class ActivationWriter {
       this.starting = false;
     }
     const backoffMinMs = options.backoffMinMs ?? 100;
-    const scheduler = new Scheduler({
+    const scheduler = new BatchScheduler({
       journal,
       writer: this.writer,
       database: this.database,

@@ -55,7 +55,7 @@ export interface FlushResult {
   pending: number;
 }
 
-export interface SchedulerOptions {
+export interface BatchSchedulerOptions {
   journal: Journal;
   writer: BulkWriter;
   database: string;
@@ -69,7 +69,7 @@ export interface SchedulerOptions {
   backoffMaxMs: number;
 }
 
-export interface SchedulerCounters {
+export interface BatchSchedulerCounters {
   confirmed: number;
   conflicts: number;
   replaced: number;
@@ -86,8 +86,8 @@ interface FlushWaiter {
   done: (complete: boolean) => void;
 }
 
-export class Scheduler {
-  readonly counters: SchedulerCounters = {
+export class BatchScheduler {
+  readonly counters: BatchSchedulerCounters = {
     confirmed: 0,
     conflicts: 0,
     replaced: 0,
@@ -122,7 +122,7 @@ export class Scheduler {
   private recheckTimer: NodeJS.Timeout | undefined;
   private readonly retryTimers = new Set<NodeJS.Timeout>();
 
-  constructor(private readonly options: SchedulerOptions) {
+  constructor(private readonly options: BatchSchedulerOptions) {
     this.journal = options.journal;
     this.writer = options.writer;
     this.logger = options.logger;
