@@ -50,13 +50,14 @@ export interface ActionRecord {
   annotations: Annotation[];
 }
 
-export interface ActionStore {
+/** Reading actions for invocations (the invoker's store is store/action-store.ts's ActionStore). */
+export interface ActionLookup {
   /** The action (cached), or undefined if there is none; rejects if the store failed. */
   get(path: string, name: string): Promise<ActionRecord | undefined>;
 }
 
 /** The actions API's view of the store. */
-export interface ActionDocuments extends ActionStore {
+export interface ActionDocuments extends ActionLookup {
   /** The stored document, fresh from CouchDB (`attachments`: with `_attachments` data). */
   getDocument(docId: string, options?: { attachments?: boolean }): Promise<JsonObject | undefined>;
   /** Creates (no `_rev`) or updates a document; rejects with a CouchError 409 on a conflict. */

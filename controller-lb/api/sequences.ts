@@ -23,13 +23,13 @@ import {
   type JsonValue,
   type WhiskActivation,
 } from '../../protocol/index.js';
-import type { ActionRecord, ActionStore } from '../action-store.js';
+import type { ActionLookup, ActionRecord } from '../action-store.js';
 import type { ActivationRecordWriter } from '../activation-store.js';
 import { ApiError, Messages } from './errors.js';
 import { invokeAction, type InvokeDeps, type InvokeOptions, type InvokeOutcome } from './invoke.js';
 
 export interface SequenceDeps extends InvokeDeps {
-  actions: ActionStore;
+  actions: ActionLookup;
   records: ActivationRecordWriter;
   maxSequenceLength: number;
   now: () => number;
