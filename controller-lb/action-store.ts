@@ -50,7 +50,7 @@ export interface ActionRecord {
   annotations: Annotation[];
 }
 
-/** Reading actions for invocations (the invoker's store is store/action-store.ts's ActionStore). */
+/** What invocations read: one action, by path and name. */
 export interface ActionLookup {
   /** The action (cached), or undefined if there is none; rejects if the store failed. */
   get(path: string, name: string): Promise<ActionRecord | undefined>;

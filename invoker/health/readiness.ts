@@ -4,7 +4,7 @@
  * Kafka carries only the overflow and the pings, so it joins in the
  * background and, with READINESS_KAFKA=degraded, only degrades readiness.
  */
-import type { HealthCheckResult, InvokerHealth } from '../http/ops-routes.js';
+import type { HealthCheckResult, HealthChecks } from '../http/ops-routes.js';
 import { runCheck } from './check.js';
 
 export interface ReadinessParts {
@@ -17,7 +17,7 @@ export interface ReadinessParts {
   draining(): boolean;
 }
 
-export interface Readiness extends InvokerHealth {
+export interface Readiness extends HealthChecks {
   /** Everything HTTP work needs has started: probes may route work here from now on. */
   markStarted(): void;
 }

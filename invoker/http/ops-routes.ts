@@ -28,7 +28,7 @@ export interface HealthCheckResult {
   optional?: boolean;
 }
 
-export interface InvokerHealth {
+export interface HealthChecks {
   /** Dependency checks (Docker, CouchDB, Kafka, ...): all must pass for readiness. */
   checks(): Promise<HealthCheckResult[]>;
   draining(): boolean;
@@ -36,7 +36,7 @@ export interface InvokerHealth {
 
 export interface OpsRouteDeps {
   controls: InvokerControls;
-  health: InvokerHealth;
+  health: HealthChecks;
   metrics: InvokerMetrics;
   /** JSON-safe and secret-free: produced by the pool, served as is. */
   poolSnapshot: () => unknown;

@@ -12,7 +12,7 @@ import type { Logger } from '../telemetry/logger.js';
 import type { InvokerMetrics } from '../telemetry/metrics.js';
 import { clientCertificateStatus } from './auth.js';
 import { registerInvokeRoute } from './invoke-route.js';
-import { registerOpsRoutes, type InvokerControls, type InvokerHealth } from './ops-routes.js';
+import { registerOpsRoutes, type InvokerControls, type HealthChecks } from './ops-routes.js';
 import { errorHandler, pathOf, sendError } from './replies.js';
 
 export interface HttpTlsConfig {
@@ -54,7 +54,7 @@ export interface InvokerHttpServerDeps {
   /** Shared with the Kafka feed, so one id runs once whichever way it comes; default: this server's own. */
   ids?: ActivationIds;
   controls: InvokerControls;
-  health: InvokerHealth;
+  health: HealthChecks;
   metrics: InvokerMetrics;
   poolSnapshot: () => unknown;
   logger: Logger;
