@@ -35,7 +35,7 @@ export const INVOKER_SETTINGS = {
     'INVOKER_ID_BY_NODE',
     'JSON object from node name to invoker id, e.g. `{"worker-a":0,"worker-b":1}`; ids must be distinct. Used with `INVOKER_NODE_NAME`.',
   ),
-  userMemoryMb: integer('INVOKER_USER_MEMORY_MB', 'Memory (MiB) the invoker shares among action containers, prewarmed ones included.', 2048, { min: 128 }),
+  userMemoryMb: integer('INVOKER_USER_MEMORY_MB', 'Memory (MiB) the invoker shares among action containers, stem cells included.', 2048, { min: 128 }),
   logLevel: oneOf('LOG_LEVEL', 'Log level of the JSON log on stdout.', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
 
   httpHost: text('INVOKER_HTTP_HOST', 'Address the HTTP server binds.', '0.0.0.0'),
@@ -80,8 +80,8 @@ export const INVOKER_SETTINGS = {
   nodejs24Image: text('ACTION_IMAGE_NODEJS24', 'Image of the built-in `nodejs:24` kind (built by `scripts/build-runtime-image.sh`).', 'whisk/action-nodejs-v24:local'),
   // INVOKER_PREWARM_* configure the stem cells of the built-in manifest (runtime-manifest.ts);
   // the variable names, and these keys that mirror them, stay as operators know them.
-  prewarmCount: integer('INVOKER_PREWARM_COUNT', 'Prewarmed `nodejs:20` containers of the built-in manifest.', 1, { min: 0 }),
-  prewarmMemoryMb: integer('INVOKER_PREWARM_MEMORY_MB', 'Memory of each prewarmed container of the built-in manifest.', 256, { min: 128 }),
+  prewarmCount: integer('INVOKER_PREWARM_COUNT', 'Stem cells (prewarmed `nodejs:20` containers) of the built-in manifest.', 1, { min: 0 }),
+  prewarmMemoryMb: integer('INVOKER_PREWARM_MEMORY_MB', 'Memory of each stem cell of the built-in manifest.', 256, { min: 128 }),
 
   pauseGraceMs: integer('INVOKER_PAUSE_GRACE_MS', 'Idle time before a warm container is paused.', 10_000, { min: 0 }),
   idleTimeoutMs: integer('INVOKER_IDLE_TIMEOUT_MS', 'Idle time before a warm container is removed.', 600_000, { min: 1000 }),
