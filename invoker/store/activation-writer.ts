@@ -20,7 +20,7 @@ import type { Logger } from '../telemetry/logger.js';
 import { BulkWriter } from './bulk-writer.js';
 import { BulkDocsClient, createCouchClient, redactUrl } from './couch.js';
 import { Journal } from './journal.js';
-import { BatchScheduler, type ActivationWriterHealth, type ActivationWriterMetrics, type FlushResult } from './batch-scheduler.js';
+import { BatchScheduler, type ActivationWriterHealth, type BatchSchedulerCounters, type ActivationWriterMetrics, type FlushResult } from './batch-scheduler.js';
 
 export type { ActivationWriterHealth, ActivationWriterMetrics, FlushResult, WriteFailureKind } from './batch-scheduler.js';
 
@@ -72,22 +72,9 @@ export interface ActivationWriterOptions {
   replaceable?: (stored: unknown) => boolean;
 }
 
-export interface ActivationWriterStats {
+export interface ActivationWriterStats extends BatchSchedulerCounters {
   /** store() calls accepted since start. */
   accepted: number;
-  /** Records CouchDB confirmed (conflicts included). */
-  confirmed: number;
-  /** Of those, already stored (a replay or a retried batch). */
-  conflicts: number;
-  /** Records that replaced a `replaceable` document (a controller's forced record). */
-  replaced: number;
-  deadLettered: number;
-  /** `_bulk_docs` calls answered, and the records in them. */
-  batches: number;
-  batchedRecords: number;
-  lastBatchSize: number;
-  requestFailures: number;
-  documentRetries: number;
   /** Accepted (or left by an earlier run) and not yet confirmed. */
   pending: number;
   inMemory: number;

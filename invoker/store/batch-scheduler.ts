@@ -70,10 +70,14 @@ export interface BatchSchedulerOptions {
 }
 
 export interface BatchSchedulerCounters {
+  /** Records CouchDB confirmed (conflicts included). */
   confirmed: number;
+  /** Of those, already stored (a replay or a retried batch). */
   conflicts: number;
+  /** Records that replaced a `replaceable` document (a controller's forced record). */
   replaced: number;
   deadLettered: number;
+  /** `_bulk_docs` calls answered, and the records in them. */
   batches: number;
   batchedRecords: number;
   lastBatchSize: number;
