@@ -33,6 +33,9 @@ export interface Logs {
 
 export interface Runtime {
   post(path: string, body: unknown): Promise<Reply>;
+  /** Any method, a raw body (or none). */
+  send(method: string, path: string, rawBody?: string): Promise<Reply>;
+  logs(): Promise<Logs>;
   /** Logs once `done` holds for them (the engine writes them asynchronously), or after 5 s. */
   logsWhen(done: (logs: Logs) => boolean): Promise<Logs>;
 }
@@ -159,17 +162,20 @@ export async function startRuntime(
     }
     await sleep(50);
   }
+  const send = async (method: string, urlPath: string, rawBody?: string): Promise<Reply> => {
+    const res = await request(`http://${ip}:8080${urlPath}`, {
+      method: method as 'POST',
+      body: rawBody,
+      headers: rawBody === undefined ? {} : { 'content-type': 'application/json' },
+      dispatcher: agent,
+    });
+    const text = await res.body.text();
+    return { status: res.statusCode, body: text === '' ? undefined : JSON.parse(text) };
+  };
   return {
-    async post(urlPath, body) {
-      const res = await request(`http://${ip}:8080${urlPath}`, {
-        method: 'POST',
-        body: JSON.stringify(body),
-        headers: { 'content-type': 'application/json' },
-        dispatcher: agent,
-      });
-      const text = await res.body.text();
-      return { status: res.statusCode, body: text === '' ? undefined : JSON.parse(text) };
-    },
+    send,
+    post: (urlPath, body) => send('POST', urlPath, JSON.stringify(body)),
+    logs,
     async logsWhen(done) {
       const until = Date.now() + 5000;
       for (;;) {

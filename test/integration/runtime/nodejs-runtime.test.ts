@@ -5,192 +5,36 @@
  * address on that network, logs read back from the engine.
  */
 import t from 'tap';
-import Docker from 'dockerode';
-import { Agent, request } from 'undici';
-import { spawnSync } from 'node:child_process';
-import net from 'node:net';
-import path from 'node:path';
+import { Agent } from 'undici';
 import zlib from 'node:zlib';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { testEnvironment, uniqueName } from '../../helpers/env.js';
+import { testEnvironment } from '../../helpers/env.js';
+import {
+  ensureImages,
+  ensureNetwork,
+  runBody,
+  SENTINEL,
+  sentinels,
+  startRuntime as harnessStartRuntime,
+  type Runtime,
+  type Teardown,
+} from './harness.js';
 
 const env = testEnvironment();
-const docker = new Docker();
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX';
-const READY_TIMEOUT_MS = 10_000;
-
 const agent = new Agent();
 t.teardown(() => agent.close());
 
-interface Teardown {
-  teardown(fn: () => unknown): void;
-}
-
-interface Reply {
-  status: number;
-  body: unknown;
-}
-
-interface Logs {
-  stdout: string[];
-  stderr: string[];
-}
-
-interface Runtime {
-  post(path: string, body: unknown): Promise<Reply>;
-  send(method: string, path: string, rawBody?: string): Promise<Reply>;
-  logs(): Promise<Logs>;
-  /** Logs once `done` holds for them (the engine writes them asynchronously), or after 5 s. */
-  logsWhen(done: (logs: Logs) => boolean): Promise<Logs>;
-}
-
-// ---------------------------------------------------------------- setup
-
-async function ensureImage(): Promise<void> {
-  try {
-    await docker.getImage(env.actionImageNodejs).inspect();
-    return;
-  } catch (e) {
-    if ((e as { statusCode?: number }).statusCode !== 404) throw e;
-  }
-  // Only when missing: ACTION_IMAGE_NODEJS20 may name an image built elsewhere.
-  const build = spawnSync('bash', [path.join(ROOT, 'scripts/build-runtime-image.sh')], {
-    encoding: 'utf8',
-    timeout: 10 * 60_000,
-    env: { ...process.env, ACTION_IMAGE_NODEJS20: env.actionImageNodejs },
-  });
-  if (build.status !== 0) {
-    throw new Error(`building ${env.actionImageNodejs}: ${build.stderr || build.stdout || build.error?.message}`);
-  }
-}
-
-async function ensureNetwork(): Promise<void> {
-  const networks = await docker.listNetworks({ filters: { name: [env.dockerNetwork] } });
-  if (networks.some((n) => n.Name === env.dockerNetwork)) return;
-  try {
-    // Labelled like scripts/services.sh does, so `services.sh down` removes it.
-    await docker.createNetwork({ Name: env.dockerNetwork, Driver: 'bridge', Labels: { 'whisk.services': 'true' } });
-  } catch (e) {
-    if ((e as { statusCode?: number }).statusCode !== 409) {
-      throw new Error(`creating docker network ${env.dockerNetwork}: ${(e as Error).message}`, { cause: e });
-    }
-  }
-}
-
-await ensureImage();
+await ensureImages();
 await ensureNetwork();
 
 // ---------------------------------------------------------------- helpers
 
-function demux(buf: Buffer): Logs {
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  let p = 0;
-  while (p + 8 <= buf.length) {
-    const stream = buf[p];
-    const size = buf.readUInt32BE(p + 4);
-    const frame = buf.subarray(p + 8, p + 8 + size);
-    if (stream === 1) out.push(frame);
-    else if (stream === 2) err.push(frame);
-    p += 8 + size;
-  }
-  const lines = (parts: Buffer[]) => Buffer.concat(parts).toString('utf8').split('\n').filter((l) => l !== '');
-  return { stdout: lines(out), stderr: lines(err) };
-}
-
-async function portOpen(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    socket.setTimeout(500);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('timeout', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
-async function startRuntime(t: Teardown, containerEnv: Record<string, string> = {}): Promise<Runtime> {
-  const name = uniqueName('wsk-runtime-test');
-  const container = await docker.createContainer({
-    name,
-    Image: env.actionImageNodejs,
-    Env: Object.entries(containerEnv).map(([k, v]) => `${k}=${v}`),
-    Labels: { 'whisk.test': 'runtime' },
-    HostConfig: {
-      NetworkMode: env.dockerNetwork,
-      LogConfig: { Type: 'json-file', Config: {} },
-      Memory: 256 * 1024 * 1024,
-      MemorySwap: 256 * 1024 * 1024,
-    },
-  });
-  t.teardown(() => container.remove({ force: true }).catch(() => undefined));
-  await container.start();
-  const info = await container.inspect();
-  const ip = info.NetworkSettings.Networks[env.dockerNetwork]?.IPAddress;
-  if (!ip) throw new Error(`container ${name} has no address on ${env.dockerNetwork}`);
-
-  const logs = async (): Promise<Logs> => demux(await container.logs({ stdout: true, stderr: true, follow: false }));
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (!(await portOpen(ip, 8080))) {
-    if (Date.now() > deadline) {
-      const l = await logs().catch(() => ({ stdout: [], stderr: [] }));
-      throw new Error(`${name} at ${ip}:8080 not listening after ${READY_TIMEOUT_MS} ms; stderr: ${l.stderr.join(' | ')}`);
-    }
-    await sleep(50);
-  }
-
-  const send = async (method: string, urlPath: string, rawBody?: string): Promise<Reply> => {
-    const res = await request(`http://${ip}:8080${urlPath}`, {
-      method: method as 'POST',
-      body: rawBody,
-      headers: rawBody === undefined ? {} : { 'content-type': 'application/json' },
-      dispatcher: agent,
-    });
-    const text = await res.body.text();
-    return { status: res.statusCode, body: text === '' ? undefined : JSON.parse(text) };
-  };
-  return {
-    send,
-    post: (urlPath, body) => send('POST', urlPath, JSON.stringify(body)),
-    logs,
-    async logsWhen(done) {
-      const until = Date.now() + 5000;
-      for (;;) {
-        const l = await logs();
-        if (done(l) || Date.now() > until) return l;
-        await sleep(50);
-      }
-    },
-  };
-}
-
-const sentinels = (lines: string[]) => lines.filter((l) => l === SENTINEL).length;
+/** A container of the nodejs:20 runtime image. */
+const startRuntime = (t: Teardown, containerEnv: Record<string, string> = {}): Promise<Runtime> =>
+  harnessStartRuntime(t, agent, env.actionImageNodejs, containerEnv);
 
 function initBody(code: string, extra: Record<string, unknown> = {}) {
   return { value: { name: 'test', main: 'main', binary: false, code, ...extra } };
-}
-
-let activations = 0;
-function runBody(value: unknown, extra: Record<string, unknown> = {}) {
-  activations += 1;
-  return {
-    value,
-    api_key: 'uuid:secret',
-    namespace: 'guest',
-    action_name: '/guest/test',
-    action_version: '0.0.1',
-    activation_id: `activation${activations}`,
-    transaction_id: `tx${activations}`,
-    deadline: String(Date.now() + 60_000),
-    ...extra,
-  };
 }
 
 /** A zip archive (stored or deflated entries, Unix modes) built in memory. */
@@ -285,9 +129,11 @@ t.test('a plain action: results, parameters, environment, errors and log sentine
   t.same(init, { status: 200, body: { OK: true } }, 'init succeeds');
 
   const modes: string[] = [];
+  let lastBody: { activation_id: string; transaction_id: string } | undefined;
   const run = async (mode: string, value: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => {
     modes.push(mode);
-    return rt.post('/run', runBody({ mode, ...value }, extra));
+    lastBody = runBody({ mode, ...value }, extra);
+    return rt.post('/run', lastBody);
   };
 
   t.same(await run('hello', { name: 'World' }), { status: 200, body: { payload: 'Hello, World!' } }, 'hello world');
@@ -308,14 +154,14 @@ t.test('a plain action: results, parameters, environment, errors and log sentine
       namespace: 'guest',
       actionName: '/guest/test',
       actionVersion: '0.0.1',
-      activationId: `activation${activations}`,
-      transactionId: `tx${activations}`,
+      activationId: lastBody?.activation_id,
+      transactionId: lastBody?.transaction_id,
       extra: 'extra-value',
     },
     'string keys of the run body are __OW_ variables',
   );
   const again = await run('owEnv');
-  t.equal((again.body as { activationId: string }).activationId, `activation${activations}`, 'updated on every run');
+  t.equal((again.body as { activationId: string }).activationId, lastBody?.activation_id, 'updated on every run');
 
   t.same(
     await run('atLoad'),
