@@ -31,7 +31,7 @@
  * (10) cold starts; every wait has a deadline.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
@@ -199,11 +199,22 @@ function load(job: LoadJob): Promise<LoadResult> {
 
 // ------------------------------------------------------------ measurement helpers
 
-const CLOCK_TICKS = 100; // USER_HZ on Linux
+/**
+ * CPU time of every thread of `pid` (main, libuv pool, V8's GC helpers), in
+ * ms, from the scheduler's nanosecond counters (/proc/<pid>/task/<tid>/schedstat,
+ * first field): /proc/<pid>/stat counts in 10 ms ticks, too coarse for one
+ * cold start.
+ */
 function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS; // utime + stime
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread ended in between.
+    }
+  }
+  return ns / 1e6;
 }
 function rssMb(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
@@ -486,19 +497,15 @@ try {
   const coldInvoker: number[] = [];
   const coldEngine: number[] = [];
   let coldCpu = 0;
-  // Each cold activation's CPU window also spans the load client's own start
-  // (a new process, several hundred ms) while the invoker idles; that idle
-  // share (idle CPU rate x window) is subtracted for the net figure.
-  let coldIdleShare = 0;
   for (let k = 0; k < (PHASES.has('cold') ? COLD : 0); k++) {
     const name = `cold${k}`;
     const cold = await bed.putAction({ name, code: CODE, limits: { memory: ACTION_MB } });
     const viaInvoker = async (): Promise<void> => {
-      const windowStart = performance.now();
+      // From this process, not a load client: a client's own start would
+      // widen the CPU window by several hundred ms of the invoker idling.
       const before = cpuMs(pid);
-      const r = await load({ mode: 'http', origin, path: '/invoke', message: message(name, cold.rev), requests: 1, concurrency: 1, deadlineMs: 60_000 });
+      const r = await runHttp({ mode: 'http', origin, path: '/invoke', message: message(name, cold.rev), requests: 1, concurrency: 1, deadlineMs: 60_000 });
       coldCpu += cpuMs(pid) - before;
-      coldIdleShare += (idleCpuMsPerSecond * (performance.now() - windowStart)) / 1000;
       if (r.errors > 0) throw new Error(`cold activation failed: ${r.firstError}`);
       coldInvoker.push(r.latenciesMs[0] as number);
     };
@@ -559,7 +566,7 @@ try {
     );
   }
   md.push('');
-  md.push(`Cold start (${COLD} each, interleaved): invoker p50 ${f(ci.p50, 1)} ms, engine create+start+ready+/init p50 ${f(ce.p50, 1)} ms, overhead p50 +${f(ci.p50 - ce.p50, 1)} ms (ratio ${f(ci.p50 / ce.p50)}x); invoker CPU per cold activation ${f(coldCpu / COLD, 1)} ms (${f((coldCpu - coldIdleShare) / COLD, 1)} ms net of the idle rate over its window)`);
+  md.push(`Cold start (${COLD} each, interleaved): invoker p50 ${f(ci.p50, 1)} ms, engine create+start+ready+/init p50 ${f(ce.p50, 1)} ms, overhead p50 +${f(ci.p50 - ce.p50, 1)} ms (ratio ${f(ci.p50 / ce.p50)}x); invoker CPU per cold activation ${f(coldCpu / COLD, 1)} ms`);
   md.push(`Idle: ${f(idleCpuMsPerSecond, 1)} ms of CPU per second with nothing to do (measured over ${IDLE_SECONDS} s after startup)`);
   md.push(`RSS: idle ${f(rssIdle, 1)} MB, after load ${f(rssAfterLoad, 1)} MB, with ${warmCount} warm ${ACTION_MB} MB containers ${f(rssWarm, 1)} MB`);
   const text = md.join('\n');
@@ -569,7 +576,7 @@ try {
   writeFileSync(join(outDir, 'e2e.md'), `${text}\n`);
   writeFileSync(
     join(outDir, 'e2e.json'),
-    `${JSON.stringify({ node: process.version, at: new Date().toISOString(), rows, cold: { invoker: ci, engine: ce, cpuMsPerActivation: coldCpu / COLD, netCpuMsPerActivation: (coldCpu - coldIdleShare) / COLD }, idleCpuMsPerSecond, rss: { idle: rssIdle, afterLoad: rssAfterLoad, warm: rssWarm, warmContainers: warmCount } }, null, 2)}\n`,
+    `${JSON.stringify({ node: process.version, at: new Date().toISOString(), rows, cold: { invoker: ci, engine: ce, cpuMsPerActivation: coldCpu / COLD }, idleCpuMsPerSecond, rss: { idle: rssIdle, afterLoad: rssAfterLoad, warm: rssWarm, warmContainers: warmCount } }, null, 2)}\n`,
   );
   writeFileSync(join(outDir, 'e2e.svg'), svg(rows));
   console.log('written: .cache/bench/e2e.json, e2e.md, e2e.svg');
