@@ -9,7 +9,7 @@
  *   a cursor the scheduler takes batches from;
  * - the bulk writer (bulk-writer.ts): one batch to `_bulk_docs`, one verdict
  *   per record, no state;
- * - the scheduler (scheduler.ts): when batches go out, what a verdict does
+ * - the batch scheduler (batch-scheduler.ts): when batches go out, what a verdict does
  *   to the journal, backoff, health, the database, flush().
  *
  * This class wires them and keeps the surface the invoker uses. Logs carry
