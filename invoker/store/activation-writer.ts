@@ -20,7 +20,7 @@ import type { Logger } from '../telemetry/logger.js';
 import { BulkWriter } from './bulk-writer.js';
 import { BulkDocsClient, createCouchClient, redactUrl } from './couch.js';
 import { Journal } from './journal.js';
-import { BatchScheduler, type ActivationWriterHealth, type BatchSchedulerCounters, type ActivationWriterMetrics, type FlushResult } from './batch-scheduler.js';
+import { BatchScheduler, zeroCounters, type ActivationWriterHealth, type BatchSchedulerCounters, type ActivationWriterMetrics, type FlushResult } from './batch-scheduler.js';
 
 export type { ActivationWriterHealth, ActivationWriterMetrics, FlushResult, WriteFailureKind } from './batch-scheduler.js';
 
@@ -229,17 +229,7 @@ export class ActivationWriter {
 
   stats(): ActivationWriterStats {
     const journal = this.journal?.stats() ?? { segments: 0, bytes: 0, unconfirmed: 0, held: 0, spilled: 0, appendWrites: 0 };
-    const counters = this.scheduler?.counters ?? {
-      confirmed: 0,
-      conflicts: 0,
-      replaced: 0,
-      deadLettered: 0,
-      batches: 0,
-      batchedRecords: 0,
-      lastBatchSize: 0,
-      requestFailures: 0,
-      documentRetries: 0,
-    };
+    const counters = this.scheduler?.counters ?? zeroCounters();
     return {
       accepted: this.accepted,
       ...counters,

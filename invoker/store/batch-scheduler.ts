@@ -90,18 +90,12 @@ interface FlushWaiter {
   done: (complete: boolean) => void;
 }
 
+export function zeroCounters(): BatchSchedulerCounters {
+  return { confirmed: 0, conflicts: 0, replaced: 0, deadLettered: 0, batches: 0, batchedRecords: 0, lastBatchSize: 0, requestFailures: 0, documentRetries: 0 };
+}
+
 export class BatchScheduler {
-  readonly counters: BatchSchedulerCounters = {
-    confirmed: 0,
-    conflicts: 0,
-    replaced: 0,
-    deadLettered: 0,
-    batches: 0,
-    batchedRecords: 0,
-    lastBatchSize: 0,
-    requestFailures: 0,
-    documentRetries: 0,
-  };
+  readonly counters: BatchSchedulerCounters = zeroCounters();
   private readonly journal: Journal;
   private readonly writer: BulkWriter;
   private readonly logger: Logger;

@@ -78,33 +78,14 @@ function freshMessage(template: ActivationMessage): string {
 
 async function runHttp(job: Extract<LoadJob, { mode: 'http' }>): Promise<LoadResult> {
   const pool = new Pool(job.origin, { connections: job.concurrency, pipelining: 1 });
-  const latencies: number[] = [];
-  let errors = 0;
-  let firstError: string | undefined;
-  let next = 0;
-  const stopAt = performance.now() + job.deadlineMs;
-  const started = performance.now();
-  const worker = async (): Promise<void> => {
-    while (next < job.requests && performance.now() < stopAt) {
-      next++;
-      const body = job.message ? freshMessage(job.message) : (job.body as string);
-      const t0 = performance.now();
-      try {
-        const res = await pool.request({ path: job.path, method: 'POST', body, headers: { 'content-type': 'application/json' } });
-        const text = await res.body.text();
-        // A completion with statusCode 0 (invoker) or the action's result (direct).
-        if (res.statusCode !== 200 || (job.message && !text.includes('"statusCode":0'))) throw new Error(`${res.statusCode} ${text.slice(0, 300)}`);
-        latencies.push(performance.now() - t0);
-      } catch (error) {
-        errors++;
-        firstError ??= (error as Error).message;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: job.concurrency }, worker));
-  const wallMs = performance.now() - started;
+  const result = await boundedLoad(job, () => (job.message ? freshMessage(job.message) : (job.body as string)), async (body) => {
+    const res = await pool.request({ path: job.path, method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    const text = await res.body.text();
+    // A completion with statusCode 0 (invoker) or the action's result (direct).
+    if (res.statusCode !== 200 || (job.message && !text.includes('"statusCode":0'))) throw new Error(`${res.statusCode} ${text.slice(0, 300)}`);
+  });
   await pool.close();
-  return { latenciesMs: latencies, wallMs, errors, ...(firstError ? { firstError } : {}) };
+  return result;
 }
 
 async function runKafka(job: Extract<LoadJob, { mode: 'kafka' }>): Promise<LoadResult> {
@@ -130,6 +111,41 @@ async function runKafka(job: Extract<LoadJob, { mode: 'kafka' }>): Promise<LoadR
   });
   // The group join ends before the first partition assignment is usable.
   await sleep(3000);
+  const fresh = () => {
+    const activationId = generateActivationId();
+    return { activationId, value: serializeActivationMessage({ ...job.message, activationId, transid: generateTransactionId() }) };
+  };
+  const result = await boundedLoad(job, fresh, async ({ activationId, value }) => {
+    try {
+      const done = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no completion for ${activationId} within 30 s`)), 30_000);
+        waiting.set(activationId, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      await producer.send({ topic: job.topic, acks: -1, messages: [{ value }] });
+      await done;
+    } finally {
+      waiting.delete(activationId);
+    }
+  });
+  await consumer.disconnect();
+  await producer.disconnect();
+  return result;
+}
+
+/**
+ * `job.concurrency` workers sending one request at a time until
+ * `job.requests` are sent or `job.deadlineMs` has passed. `prepare` builds a
+ * request outside the timed part; `send` resolves when it succeeded and throws
+ * when it failed (counted, first message kept).
+ */
+async function boundedLoad<T>(
+  job: { requests: number; concurrency: number; deadlineMs: number },
+  prepare: () => T,
+  send: (request: T) => Promise<void>,
+): Promise<LoadResult> {
   const latencies: number[] = [];
   let errors = 0;
   let firstError: string | undefined;
@@ -139,33 +155,19 @@ async function runKafka(job: Extract<LoadJob, { mode: 'kafka' }>): Promise<LoadR
   const worker = async (): Promise<void> => {
     while (next < job.requests && performance.now() < stopAt) {
       next++;
-      const activationId = generateActivationId();
-      const value = serializeActivationMessage({ ...job.message, activationId, transid: generateTransactionId() });
+      const request = prepare();
       const t0 = performance.now();
       try {
-        const done = new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`no completion for ${activationId} within 30 s`)), 30_000);
-          waiting.set(activationId, () => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
-        await producer.send({ topic: job.topic, acks: -1, messages: [{ value }] });
-        await done;
+        await send(request);
         latencies.push(performance.now() - t0);
       } catch (error) {
         errors++;
         firstError ??= (error as Error).message;
-      } finally {
-        waiting.delete(activationId);
       }
     }
   };
   await Promise.all(Array.from({ length: job.concurrency }, worker));
-  const wallMs = performance.now() - started;
-  await consumer.disconnect();
-  await producer.disconnect();
-  return { latenciesMs: latencies, wallMs, errors, ...(firstError ? { firstError } : {}) };
+  return { latenciesMs: latencies, wallMs: performance.now() - started, errors, ...(firstError ? { firstError } : {}) };
 }
 
 if (process.argv[2] === 'client') {
