@@ -167,15 +167,15 @@ t.test('3. Kafka unreachable for 15 s mid-load (every client connection cut)', a
   remember(results);
   checkAccounting(tt, '3. Kafka outage', a, {
     todo: {
-      refused: 'waiting for two-source health (a Kafka outage takes away overflow, not invokers: no 503 "No invokers available")',
-      completed: 'waiting for the completion producer retry (a completion lost during the outage leaves the caller without a record until the forced timeout)',
-      lost: 'waiting for the completion producer retry (a completion lost during the outage leaves the record to the forced timeout)',
+      refused: 'in most runs one call still gets 503 (no invoker available) during the cut although the sampled invoker status stays up; not yet explained',
     },
     allowRefused: false,
   });
   const noInvokers = Object.entries(a.refused).filter(([k]) => k.startsWith('503')).reduce((n, [, v]) => n + v, 0);
-  tt.equal(noInvokers, 0, 'no call refused with 503 while only the overflow path was down', { todo: 'waiting for two-source health' });
-  tt.same([...during], ['up'], `the invokers stayed up at the controller during the Kafka outage (seen: ${[...during].join(', ')})`, { todo: 'waiting for two-source health' });
+  tt.equal(noInvokers, 0, 'no call refused with 503 while only the overflow path was down', {
+    todo: 'in most runs one call still gets 503 (no invoker available) during the cut although the sampled invoker status stays up; not yet explained',
+  });
+  tt.same([...during], ['up'], `the invokers stayed up at the controller during the Kafka outage (seen: ${[...during].join(', ')})`);
   await recovered(tt, '3. Kafka outage', watch);
 });
 
@@ -201,7 +201,6 @@ t.test('7. no invoker demoted after its last recovery (stale timeouts not counte
     demotions.map((d) => d['msg']),
     [],
     'no status change away from up after the last recovery',
-    { todo: 'waiting for stale-timeout health (a timeout of an activation sent before the invoker was last seen down must not count)' },
   );
   tt.same(Object.values(await system.ownStatuses()), ['up', 'up'], 'both invokers up at the end');
   tt.same(system.processesAlive(), Object.fromEntries([['controller', true], ...system.invokers.map((i) => [`invoker${i.id}`, true])]), 'all processes up');
